@@ -1,0 +1,23 @@
+{
+  "variables": {
+    "torch_include": "<!(node ../scripts/torch-paths.cjs include)",
+    "torch_lib": "<!(node ../scripts/torch-paths.cjs lib)",
+    "torch_abi": "<!(node ../scripts/torch-paths.cjs abi)"
+  },
+  "targets": [
+    {
+      "target_name": "ferkit_torch",
+      "sources": ["src/addon.cc", "src/common.cc", "src/tensor.cc", "src/ops.cc", "src/optim.cc"],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<(torch_include)",
+        "<(torch_include)/torch/csrc/api/include"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GLIBCXX_USE_CXX11_ABI=<(torch_abi)"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "libraries": ["-L<(torch_lib)", "-Wl,-rpath,<(torch_lib)", "-Wl,--no-as-needed", "-ltorch_cpu", "-ltorch", "-lc10"]
+    }
+  ]
+}

@@ -1,0 +1,83 @@
+/**
+ * Process-wide switches of the engine: autograd recording, inference mode, the
+ * random generator, and the number of CPU threads.
+ */
+import { native } from "./native.js";
+import { Tensor, wrap } from "./tensor.js";
+
+function withGradMode<T>(enabled: boolean, fn: () => T): T {
+  const previous = native.isGradEnabled() as boolean;
+  native.setGradEnabled(enabled);
+  try {
+    return fn();
+  } finally {
+    native.setGradEnabled(previous);
+  }
+}
+
+/** Runs `fn` without recording operations for autograd (`torch.no_grad()`). */
+export function noGrad<T>(fn: () => T): T {
+  return withGradMode(false, fn);
+}
+
+/** Runs `fn` with autograd recording on, even inside {@link noGrad}. */
+export function enableGrad<T>(fn: () => T): T {
+  return withGradMode(true, fn);
+}
+
+/** Whether operations are currently recorded for autograd. */
+export function isGradEnabled(): boolean {
+  return native.isGradEnabled() as boolean;
+}
+
+/**
+ * Runs `fn` in libtorch's inference mode (`torch.inference_mode()`): faster than
+ * {@link noGrad}, but the tensors it creates can never take part in autograd later.
+ * @throws TypeError when `fn` returns a Promise (the mode is per synchronous call)
+ */
+export function inferenceMode<T>(fn: () => T): T {
+  native.enterInferenceMode();
+  try {
+    const out = fn();
+    if (out instanceof Promise) throw new TypeError("inferenceMode: the callback must be synchronous");
+    return out;
+  } finally {
+    native.exitInferenceMode();
+  }
+}
+
+/** Seeds libtorch's global CPU generator (`torch.manual_seed`). */
+export function manualSeed(seed: number): void {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new TypeError(`manualSeed: seed must be a non-negative integer, got ${seed}`);
+  native.manualSeed(seed);
+}
+
+/** The global generator's state as a uint8 tensor (to store in a checkpoint). */
+export function getRngState(): Tensor {
+  return wrap(native.getRngState());
+}
+
+/** Restores a state returned by {@link getRngState}. @throws Error on a malformed state. */
+export function setRngState(state: Tensor): void {
+  native.setRngState(state.handle);
+}
+
+/** Sets the number of intra-op CPU threads (`torch.set_num_threads`). */
+export function setNumThreads(n: number): void {
+  native.setNumThreads(n);
+}
+
+/** The number of intra-op CPU threads. */
+export function getNumThreads(): number {
+  return native.getNumThreads() as number;
+}
+
+/** Tensors handed to JavaScript and not yet disposed, process-wide (for leak checks). */
+export function liveTensors(): number {
+  return native.liveTensors() as number;
+}
+
+/** The libtorch version the binding was built against, e.g. "1.13.0". */
+export function libtorchVersion(): string {
+  return native.version() as string;
+}
