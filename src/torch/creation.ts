@@ -64,7 +64,11 @@ export function tensor(data: NestedNumbers | TypedArray, options: { dtype?: DTyp
   const flat: number[] = [];
   flattenNested(data, inferShape(data), 0, flat);
   const dtype = options.dtype ?? "float32";
-  if (dtype === "int64") return fromArray(BigInt64Array.from(flat, (v) => BigInt(Math.trunc(v))), shape);
+  if (dtype === "int64")
+    return fromArray(
+      BigInt64Array.from(flat, (v) => BigInt(Math.trunc(v))),
+      shape,
+    );
   return fromArray(Float64Array.from(flat), shape, dtype);
 }
 

@@ -31,7 +31,9 @@ export interface Conv2dOptions {
  * @returns `[N, C_out, H_out, W_out]`
  */
 export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, o: Conv2dOptions = {}): Tensor {
-  return wrap(native.conv2d(x.handle, weight.handle, bias?.handle, pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1));
+  return wrap(
+    native.conv2d(x.handle, weight.handle, bias?.handle, pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1),
+  );
 }
 
 /** Options of {@link batchNorm}. */
@@ -57,7 +59,16 @@ export function batchNorm(
   o: BatchNormOptions,
 ): Tensor {
   return wrap(
-    native.batchNorm(x.handle, weight?.handle, bias?.handle, runningMean?.handle, runningVar?.handle, o.training, o.momentum ?? 0.1, o.eps ?? 1e-5),
+    native.batchNorm(
+      x.handle,
+      weight?.handle,
+      bias?.handle,
+      runningMean?.handle,
+      runningVar?.handle,
+      o.training,
+      o.momentum ?? 0.1,
+      o.eps ?? 1e-5,
+    ),
   );
 }
 
@@ -136,12 +147,30 @@ export interface PoolOptions {
 
 /** Max pooling over `[N, C, H, W]`. */
 export function maxPool2d(x: Tensor, kernelSize: Size2, o: PoolOptions & { dilation?: Size2 } = {}): Tensor {
-  return wrap(native.maxPool2d(x.handle, pair(kernelSize), pair(o.stride ?? kernelSize), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.ceilMode ?? false));
+  return wrap(
+    native.maxPool2d(
+      x.handle,
+      pair(kernelSize),
+      pair(o.stride ?? kernelSize),
+      pair(o.padding ?? 0),
+      pair(o.dilation ?? 1),
+      o.ceilMode ?? false,
+    ),
+  );
 }
 
 /** Average pooling over `[N, C, H, W]`. */
 export function avgPool2d(x: Tensor, kernelSize: Size2, o: PoolOptions & { countIncludePad?: boolean } = {}): Tensor {
-  return wrap(native.avgPool2d(x.handle, pair(kernelSize), pair(o.stride ?? kernelSize), pair(o.padding ?? 0), o.ceilMode ?? false, o.countIncludePad ?? true));
+  return wrap(
+    native.avgPool2d(
+      x.handle,
+      pair(kernelSize),
+      pair(o.stride ?? kernelSize),
+      pair(o.padding ?? 0),
+      o.ceilMode ?? false,
+      o.countIncludePad ?? true,
+    ),
+  );
 }
 
 /** Average pooling to a fixed output size `[outH, outW]`. */
@@ -171,11 +200,24 @@ export interface CrossEntropyOptions {
  * (divided by the sum of the weights of the non-ignored targets).
  */
 export function crossEntropy(logits: Tensor, target: Tensor, o: CrossEntropyOptions = {}): Tensor {
-  return wrap(native.crossEntropy(logits.handle, target.handle, o.weight?.handle, o.reduction ?? "mean", o.ignoreIndex ?? -100, o.labelSmoothing ?? 0));
+  return wrap(
+    native.crossEntropy(
+      logits.handle,
+      target.handle,
+      o.weight?.handle,
+      o.reduction ?? "mean",
+      o.ignoreIndex ?? -100,
+      o.labelSmoothing ?? 0,
+    ),
+  );
 }
 
 /** Negative log-likelihood of log-probabilities `[N, C]` against class indices `[N]`. */
-export function nllLoss(logProbs: Tensor, target: Tensor, o: { weight?: Tensor | null; reduction?: Reduction; ignoreIndex?: number } = {}): Tensor {
+export function nllLoss(
+  logProbs: Tensor,
+  target: Tensor,
+  o: { weight?: Tensor | null; reduction?: Reduction; ignoreIndex?: number } = {},
+): Tensor {
   return wrap(native.nllLoss(logProbs.handle, target.handle, o.weight?.handle, o.reduction ?? "mean", o.ignoreIndex ?? -100));
 }
 
@@ -218,7 +260,12 @@ export function oneHot(indices: Tensor, numClasses = -1): Tensor {
  * Pads the last dimensions; `pad` lists (left, right, top, bottom, ...) as in PyTorch.
  * Modes other than constant need `[N, C, H, W]` input.
  */
-export function pad(x: Tensor, padding: readonly number[], mode: "constant" | "reflect" | "replicate" | "circular" = "constant", value = 0): Tensor {
+export function pad(
+  x: Tensor,
+  padding: readonly number[],
+  mode: "constant" | "reflect" | "replicate" | "circular" = "constant",
+  value = 0,
+): Tensor {
   return wrap(native.pad(x.handle, padding, mode, value));
 }
 

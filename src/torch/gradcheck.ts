@@ -39,7 +39,15 @@ export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: Tensor[],
   return tidy(() => {
     const out0 = fn(...inputs);
     const v = randn([...out0.shape], out0.dtype);
-    const project = (): number => noGrad(() => tidy(() => fn(...inputs).mul(v).sum().item()));
+    const project = (): number =>
+      noGrad(() =>
+        tidy(() =>
+          fn(...inputs)
+            .mul(v)
+            .sum()
+            .item(),
+        ),
+      );
     for (const x of inputs) x.setGrad(null);
     out0.mul(v).sum().backward();
     let result: GradcheckResult = { passed: true, maxAbsError: 0, worst: null };
@@ -58,7 +66,8 @@ export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: Tensor[],
         cell.dispose();
         const numeric = (plus - minus) / (2 * eps);
         const err = Math.abs(numeric - analytic[j]);
-        if (err > result.maxAbsError) result = { ...result, maxAbsError: err, worst: { input: i, element: j, analytic: analytic[j], numeric } };
+        if (err > result.maxAbsError)
+          result = { ...result, maxAbsError: err, worst: { input: i, element: j, analytic: analytic[j], numeric } };
         if (err > atol + rtol * Math.abs(numeric)) result.passed = false;
       }
     });

@@ -29,9 +29,7 @@ export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 function load(): NativeBinding {
   const file = path.join(PACKAGE_ROOT, "native", "build", "Release", "ferkit_torch.node");
   if (!existsSync(file)) {
-    throw new Error(
-      `ferkit: the libtorch binding is not built (${file} is missing). Run \`npm run setup\` in ${PACKAGE_ROOT}.`,
-    );
+    throw new Error(`ferkit: the libtorch binding is not built (${file} is missing). Run \`npm run setup\` in ${PACKAGE_ROOT}.`);
   }
   const require = createRequire(import.meta.url);
   return require(file) as NativeBinding;

@@ -22,7 +22,18 @@ const TO_SAFETENSORS: Record<DType, string> = {
   bool: "BOOL",
 };
 const FROM_SAFETENSORS = new Map(Object.entries(TO_SAFETENSORS).map(([k, v]) => [v, k as DType]));
-const ELEMENT_SIZE: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
+const ELEMENT_SIZE: Record<DType, number> = {
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
+};
 
 /** Header entry of one tensor. */
 interface HeaderEntry {
@@ -112,13 +123,15 @@ export function loadSafetensors(path: string): SafetensorsFile {
       const e = raw as HeaderEntry;
       const dtype = FROM_SAFETENSORS.get(e?.dtype);
       if (dtype === undefined) fail(path, `tensor '${name}' has unsupported dtype '${String(e?.dtype)}'`);
-      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) fail(path, `tensor '${name}' has a malformed shape`);
+      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0))
+        fail(path, `tensor '${name}' has a malformed shape`);
       const [begin, end] = Array.isArray(e.data_offsets) ? e.data_offsets : [NaN, NaN];
       if (!Number.isInteger(begin) || !Number.isInteger(end) || begin < 0 || end < begin || end > dataLength) {
         fail(path, `tensor '${name}' has data_offsets outside the data (file truncated?)`);
       }
       const expected = e.shape.reduce((a, b) => a * b, 1) * ELEMENT_SIZE[dtype];
-      if (end - begin !== expected) fail(path, `tensor '${name}' has ${end - begin} bytes but shape [${e.shape.join(", ")}] of ${dtype} needs ${expected}`);
+      if (end - begin !== expected)
+        fail(path, `tensor '${name}' has ${end - begin} bytes but shape [${e.shape.join(", ")}] of ${dtype} needs ${expected}`);
       tensors.set(name, fromBytes(buf.subarray(dataStart + begin, dataStart + end), e.shape, dtype));
     }
   } catch (err) {

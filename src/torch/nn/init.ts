@@ -8,7 +8,8 @@ import type { Tensor } from "../tensor.js";
 /** Fan-in and fan-out of a weight `[out, in, ...kernel]`. */
 export function fans(w: Tensor): { fanIn: number; fanOut: number } {
   const [out, inp, ...kernel] = w.shape;
-  if (out === undefined || inp === undefined) throw new Error(`init: need a weight with at least 2 dimensions, got [${w.shape.join(", ")}]`);
+  if (out === undefined || inp === undefined)
+    throw new Error(`init: need a weight with at least 2 dimensions, got [${w.shape.join(", ")}]`);
   const receptive = kernel.reduce((a, b) => a * b, 1);
   return { fanIn: inp * receptive, fanOut: out * receptive };
 }
@@ -22,14 +23,24 @@ export function calculateGain(nonlinearity: "relu" | "leaky_relu" | "linear" | "
 }
 
 /** U(-bound, bound) with `bound = gain * sqrt(3 / fan)` (Kaiming uniform). */
-export function kaimingUniform_(w: Tensor, a = 0, mode: "fan_in" | "fan_out" = "fan_in", nonlinearity: "relu" | "leaky_relu" = "leaky_relu"): Tensor {
+export function kaimingUniform_(
+  w: Tensor,
+  a = 0,
+  mode: "fan_in" | "fan_out" = "fan_in",
+  nonlinearity: "relu" | "leaky_relu" = "leaky_relu",
+): Tensor {
   const f = fans(w);
   const bound = calculateGain(nonlinearity, a) * Math.sqrt(3 / (mode === "fan_in" ? f.fanIn : f.fanOut));
   return noGrad(() => w.uniform_(-bound, bound));
 }
 
 /** N(0, std^2) with `std = gain / sqrt(fan)` (Kaiming normal, torchvision's ResNet default with fan_out). */
-export function kaimingNormal_(w: Tensor, a = 0, mode: "fan_in" | "fan_out" = "fan_in", nonlinearity: "relu" | "leaky_relu" = "leaky_relu"): Tensor {
+export function kaimingNormal_(
+  w: Tensor,
+  a = 0,
+  mode: "fan_in" | "fan_out" = "fan_in",
+  nonlinearity: "relu" | "leaky_relu" = "leaky_relu",
+): Tensor {
   const f = fans(w);
   const std = calculateGain(nonlinearity, a) / Math.sqrt(mode === "fan_in" ? f.fanIn : f.fanOut);
   return noGrad(() => w.normal_(0, std));

@@ -111,16 +111,16 @@ export abstract class Module {
     const missingKeys = [...own.keys()].filter((k) => !state.has(k));
     const unexpectedKeys = [...state.keys()].filter((k) => !own.has(k));
     if (strict && (missingKeys.length > 0 || unexpectedKeys.length > 0)) {
-      throw new Error(
-        `loadStateDict: missing keys [${missingKeys.join(", ")}], unexpected keys [${unexpectedKeys.join(", ")}]`,
-      );
+      throw new Error(`loadStateDict: missing keys [${missingKeys.join(", ")}], unexpected keys [${unexpectedKeys.join(", ")}]`);
     }
     noGrad(() => {
       for (const [name, target] of own) {
         const src = state.get(name);
         if (src === undefined) continue;
         if (src.shape.join(",") !== target.shape.join(",")) {
-          throw new Error(`loadStateDict: ${name} has shape [${src.shape.join(", ")}] in the file but [${target.shape.join(", ")}] in the model`);
+          throw new Error(
+            `loadStateDict: ${name} has shape [${src.shape.join(", ")}] in the file but [${target.shape.join(", ")}] in the model`,
+          );
         }
         target.copy_(src);
       }

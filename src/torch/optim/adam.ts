@@ -32,7 +32,8 @@ export class Adam extends Optimizer<AdamOptions> {
   protected validate(g: AdamOptions): void {
     if (!(g.lr >= 0)) throw new RangeError(`${this.type}: lr must be >= 0, got ${g.lr}`);
     if (!(g.eps >= 0)) throw new RangeError(`${this.type}: eps must be >= 0, got ${g.eps}`);
-    for (const b of g.betas) if (!(b >= 0 && b < 1)) throw new RangeError(`${this.type}: betas must be in [0, 1), got [${g.betas.join(", ")}]`);
+    for (const b of g.betas)
+      if (!(b >= 0 && b < 1)) throw new RangeError(`${this.type}: betas must be in [0, 1), got [${g.betas.join(", ")}]`);
     if (!(g.weightDecay >= 0)) throw new RangeError(`${this.type}: weightDecay must be >= 0, got ${g.weightDecay}`);
   }
 

@@ -39,7 +39,10 @@ export abstract class Optimizer<H extends { lr: number }> {
    * @param defaults hyper-parameters for groups that do not set them
    */
   constructor(params: Tensor[] | (Partial<H> & { params: Tensor[] })[], defaults: H) {
-    const groups = params.length > 0 && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : (params as (Partial<H> & { params: Tensor[] })[]);
+    const groups =
+      params.length > 0 && params[0] instanceof Tensor
+        ? [{ params: params as Tensor[] }]
+        : (params as (Partial<H> & { params: Tensor[] })[]);
     this.paramGroups = groups.map((g) => ({ ...defaults, ...g }) as ParamGroup<H>);
     for (const g of this.paramGroups) this.validate(g);
   }
@@ -107,7 +110,8 @@ export abstract class Optimizer<H extends { lr: number }> {
     sd.meta.param_groups.forEach((saved, gi) => {
       const { params: ids, ...hyper } = saved as { params: number[] };
       const group = this.paramGroups[gi];
-      if (ids.length !== group.params.length) throw new Error(`loadStateDict: group ${gi} saved ${ids.length} parameters, has ${group.params.length}`);
+      if (ids.length !== group.params.length)
+        throw new Error(`loadStateDict: group ${gi} saved ${ids.length} parameters, has ${group.params.length}`);
       Object.assign(group, hyper);
     });
     for (const s of this.state.values()) for (const t of Object.values(s.buffers)) t.dispose();
@@ -120,7 +124,8 @@ export abstract class Optimizer<H extends { lr: number }> {
       const prefix = `state.${key}.`;
       for (const [name, t] of sd.tensors) {
         if (!name.startsWith(prefix)) continue;
-        if (t.shape.join(",") !== p.shape.join(",")) throw new Error(`loadStateDict: ${name} has shape [${t.shape.join(", ")}], parameter has [${p.shape.join(", ")}]`);
+        if (t.shape.join(",") !== p.shape.join(","))
+          throw new Error(`loadStateDict: ${name} has shape [${t.shape.join(", ")}], parameter has [${p.shape.join(", ")}]`);
         buffers[name.slice(prefix.length)] = keep(t.clone());
       }
       this.state.set(p, { step, buffers });
