@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+/**
+ * The `ferkit` command. It only parses and validates options, then calls the library.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { PACKAGE_ROOT } from "../torch/native.js";
+import { defaultDataRoot, defaultRunsDir } from "../paths.js";
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
+    return n;
+  };
+}
+
+function nonNegativeInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
+    return n;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
+    return n;
+  };
+}
+
+const program = new Command()
+  .name("ferkit")
+  .description("Facial expression recognition that learns from unlabeled faces (libtorch from TypeScript).")
+  .version(packageVersion(), "-V, --version", "print the ferkit version")
+  .showHelpAfterError();
+
+program
+  .command("first-run")
+  .description("train a tiny CNN on real FER2013 images (two classes by default) and report PublicTest accuracy and macro-F1")
+  .addOption(
+    new Option("--data <dir>", "the shared data folder holding fer2013/").default(defaultDataRoot(), "$FERKIT_DATA or ../shared/data"),
+  )
+  .option("--classes <names>", "comma-separated FER2013 classes (angry, disgust, fear, happy, sad, surprise, neutral)", "happy,surprise")
+  .option("--steps <n>", "optimizer steps", positiveInt("--steps"), 300)
+  .option("--batch-size <n>", "images per step", positiveInt("--batch-size"), 64)
+  .option("--lr <x>", "Adam learning rate", positiveNumber("--lr"), 0.002)
+  .option("--seed <n>", "random seed", nonNegativeInt("--seed"), 0)
+  .option("--threads <n>", "CPU threads for libtorch", positiveInt("--threads"), 2)
+  .option("--max-per-class <n>", "cap on Training images per class", positiveInt("--max-per-class"), 3000)
+  .addOption(
+    new Option("--out <dir>", "where to write model.safetensors and metrics.json").default(
+      path.join(defaultRunsDir(), "first-run"),
+      "runs/first-run",
+    ),
+  )
+  .option("--json", "print the result as one JSON object", false)
+  .action(
+    async (o: {
+      data: string;
+      classes: string;
+      steps: number;
+      batchSize: number;
+      lr: number;
+      seed: number;
+      threads: number;
+      maxPerClass: number;
+      out: string;
+      json: boolean;
+    }) => {
+      const { firstRun } = await import("../train/first_run.js");
+      const log = (line: string): void => console.error(line);
+      const r = await firstRun({
+        fer2013Dir: path.join(o.data, "fer2013"),
+        classes: o.classes.split(",").map((s) => s.trim()),
+        steps: o.steps,
+        batchSize: o.batchSize,
+        lr: o.lr,
+        seed: o.seed,
+        threads: o.threads,
+        maxPerClass: o.maxPerClass,
+        outDir: o.out,
+        log,
+      });
+      if (o.json) {
+        console.log(JSON.stringify(r));
+        return;
+      }
+      const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+      console.log(
+        `PublicTest (${r.classes.join(" vs ")}, n=${r.nTest}): accuracy ${pct(r.test.accuracy)}, macro-F1 ${pct(r.test.macroF1)}`,
+      );
+      console.log(
+        `majority-class baseline accuracy ${pct(r.majorityBaseline)}; seed ${r.seed}, ${r.steps} steps, ${r.trainSeconds.toFixed(1)} s training`,
+      );
+      r.classes.forEach((c, i) =>
+        console.log(`  ${c.padEnd(9)} F1 ${pct(r.test.perClass[i].f1)}  (support ${r.test.perClass[i].support})`),
+      );
+      console.log(`weights and metrics in ${o.out}`);
+    },
+  );
+
+program.parseAsync().catch((err: unknown) => {
+  console.error(`ferkit: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+});
