@@ -239,8 +239,19 @@ std::vector<OpDef> TensorOps() {
            }),
       Op("grad", [](Args& a) { return a.T(0).grad(); }),
       Void("setGrad", [](Args& a) {
-        if (a.Missing(1)) a.T(0).mutable_grad().reset();
-        else a.T(0).mutable_grad() = a.T(1);
+        auto& t = a.T(0);
+        if (a.Missing(1)) {
+          t.mutable_grad().reset();
+          return;
+        }
+        // The checks of PyTorch's `.grad` setter: a gradient of another shape would
+        // be broadcast silently by the optimizers, one of another dtype mixed in.
+        auto& g = a.T(1);
+        TORCH_CHECK(g.scalar_type() == t.scalar_type(), "assigned grad has data of a different type (", DtypeName(g.scalar_type()),
+                    " for a ", DtypeName(t.scalar_type()), " tensor)");
+        TORCH_CHECK(g.sizes().equals(t.sizes()), "assigned grad has data of a different size (", g.sizes(), " for a tensor of size ",
+                    t.sizes(), ")");
+        t.mutable_grad() = g;
       }),
   };
 }

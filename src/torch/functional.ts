@@ -58,6 +58,14 @@ export function batchNorm(
   bias: Tensor | null,
   o: BatchNormOptions,
 ): Tensor {
+  if (o.training) {
+    // As PyTorch's F.batch_norm: with one value per channel the batch variance is
+    // undefined and libtorch would write NaN into the running variance.
+    const [n, , ...spatial] = x.shape;
+    if (n * spatial.reduce((a, b) => a * b, 1) === 1) {
+      throw new Error(`batchNorm: expected more than 1 value per channel when training, got input of shape [${x.shape.join(", ")}]`);
+    }
+  }
   return wrap(
     native.batchNorm(
       x.handle,

@@ -58,11 +58,14 @@ export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: Tensor[],
       const flat = x.detach().view(-1);
       for (let j = 0; j < x.numel; j++) {
         const cell = flat.narrow(0, j, 1);
-        noGrad(() => cell.add_(eps));
+        // Perturb from the saved value and restore it exactly afterwards (adding
+        // +eps, -2 eps, +eps would leave the input off by rounding).
+        const original = cell.item();
+        noGrad(() => cell.fill_(original + eps));
         const plus = project();
-        noGrad(() => cell.add_(-2 * eps));
+        noGrad(() => cell.fill_(original - eps));
         const minus = project();
-        noGrad(() => cell.add_(eps));
+        noGrad(() => cell.fill_(original));
         cell.dispose();
         const numeric = (plus - minus) / (2 * eps);
         const err = Math.abs(numeric - analytic[j]);

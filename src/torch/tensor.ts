@@ -50,13 +50,15 @@ export class Tensor implements Tracked {
 
   /** Sizes of each dimension, e.g. `[N, C, H, W]`. */
   get shape(): readonly number[] {
-    this.#shape ??= Object.freeze(native.shape(this.handle) as number[]);
+    const h = this.handle; // throws after dispose, even when the shape is cached
+    this.#shape ??= Object.freeze(native.shape(h) as number[]);
     return this.#shape;
   }
 
   /** Element type. */
   get dtype(): DType {
-    this.#dtype ??= native.dtype(this.handle) as DType;
+    const h = this.handle;
+    this.#dtype ??= native.dtype(h) as DType;
     return this.#dtype;
   }
 
@@ -257,11 +259,15 @@ export class Tensor implements Tracked {
 
   /** `this + alpha * other`. */
   add(other: Operand, alpha = 1): Tensor {
-    return other instanceof Tensor ? wrap(native.add(this.handle, other.handle, alpha)) : wrap(native.add(this.handle, other * alpha));
+    return other instanceof Tensor
+      ? wrap(native.add(this.handle, other.handle, alpha))
+      : wrap(native.add(this.handle, scaled("add", other, alpha)));
   }
   /** `this - alpha * other`. */
   sub(other: Operand, alpha = 1): Tensor {
-    return other instanceof Tensor ? wrap(native.sub(this.handle, other.handle, alpha)) : wrap(native.sub(this.handle, other * alpha));
+    return other instanceof Tensor
+      ? wrap(native.sub(this.handle, other.handle, alpha))
+      : wrap(native.sub(this.handle, scaled("sub", other, alpha)));
   }
   /** `value - this`. */
   rsub(value: number): Tensor {
@@ -537,7 +543,7 @@ export class Tensor implements Tracked {
   /** `this += alpha * other`. */
   add_(other: Operand, alpha = 1): this {
     if (other instanceof Tensor) native.add_(this.handle, other.handle, alpha);
-    else native.add_(this.handle, other * alpha);
+    else native.add_(this.handle, scaled("add_", other, alpha));
     return this;
   }
   /** `this *= other`. */
@@ -591,6 +597,10 @@ export class Tensor implements Tracked {
   get isLeaf(): boolean {
     return native.isLeaf(this.handle) as boolean;
   }
+  /** True for tensors created inside {@link inferenceMode}; they can never take part in autograd. */
+  get isInference(): boolean {
+    return native.isInference(this.handle) as boolean;
+  }
   /** Name of the autograd node that produced this tensor, e.g. `"AddBackward0"`, or null. */
   get gradFn(): string | null {
     return native.gradFn(this.handle) as string | null;
@@ -634,6 +644,16 @@ export function wrapAll(hs: Handle[]): Tensor[] {
 function pair(hs: Handle[]): { values: Tensor; indices: Tensor } {
   const [values, indices] = wrapAll(hs);
   return { values, indices };
+}
+
+/**
+ * `other * alpha` for a number operand. Checked here because the product of a
+ * string or null with a number is a number (NaN or 0) the binding would accept.
+ */
+function scaled(op: string, other: unknown, alpha: unknown): number {
+  if (typeof other !== "number") throw new TypeError(`${op}: the second operand must be a Tensor or a number`);
+  if (typeof alpha !== "number") throw new TypeError(`${op}: alpha must be a number`);
+  return other * alpha;
 }
 
 function unary(op: string, x: Tensor): Tensor {

@@ -42,6 +42,7 @@ export class Adam extends Optimizer<AdamOptions> {
       const names = g.amsgrad ? ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] : ["exp_avg", "exp_avg_sq"];
       for (const p of g.params) {
         if (p.isDisposed) throw new Error(`${this.type}: a parameter was disposed`);
+        if (!Optimizer.hasGrad(p)) continue;
         const s = this.stateOf(p, names, zerosLike);
         const b = s.buffers;
         const done = native.adamStep(

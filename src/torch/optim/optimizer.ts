@@ -61,6 +61,16 @@ export abstract class Optimizer<H extends { lr: number }> {
     for (const g of this.paramGroups) for (const p of g.params) p.setGrad(null);
   }
 
+  /**
+   * Whether `p` has a gradient. Parameters without one are skipped by `step()` and,
+   * as in PyTorch, get no state (no buffers are allocated for frozen parameters).
+   */
+  protected static hasGrad(p: Tensor): boolean {
+    const g = p.grad;
+    g?.dispose();
+    return g !== null;
+  }
+
   /** The state of `p`, created with zeroed buffers of `names` on first use. */
   protected stateOf(p: Tensor, names: readonly string[], init: (p: Tensor) => Tensor): ParamState {
     let s = this.state.get(p);
@@ -108,28 +118,41 @@ export abstract class Optimizer<H extends { lr: number }> {
       throw new Error(`loadStateDict: ${sd.meta.param_groups.length} parameter groups saved, ${this.paramGroups.length} here`);
     }
     sd.meta.param_groups.forEach((saved, gi) => {
-      const { params: ids, ...hyper } = saved as { params: number[] };
+      const ids = (saved as { params: number[] }).params;
       const group = this.paramGroups[gi];
       if (ids.length !== group.params.length)
         throw new Error(`loadStateDict: group ${gi} saved ${ids.length} parameters, has ${group.params.length}`);
-      Object.assign(group, hyper);
+    });
+    // Copy the saved tensors before releasing the current state: `sd` may hold this
+    // optimizer's own tensors (`opt.loadStateDict(opt.stateDict())`), and a failed
+    // load must leave the current state intact.
+    const next = new Map<Tensor, ParamState>();
+    const params = this.allParams();
+    try {
+      for (const [key, { step }] of Object.entries(sd.meta.state)) {
+        const p = params[Number(key)];
+        if (p === undefined) throw new Error(`loadStateDict: state for parameter ${key}, which does not exist`);
+        const buffers: Record<string, Tensor> = {};
+        next.set(p, { step, buffers });
+        const prefix = `state.${key}.`;
+        for (const [name, t] of sd.tensors) {
+          if (!name.startsWith(prefix)) continue;
+          if (t.shape.join(",") !== p.shape.join(","))
+            throw new Error(`loadStateDict: ${name} has shape [${t.shape.join(", ")}], parameter has [${p.shape.join(", ")}]`);
+          buffers[name.slice(prefix.length)] = keep(t.clone());
+        }
+      }
+    } catch (err) {
+      for (const s of next.values()) for (const t of Object.values(s.buffers)) t.dispose();
+      throw err;
+    }
+    sd.meta.param_groups.forEach((saved, gi) => {
+      const { params: _ids, ...hyper } = saved as { params: number[] };
+      Object.assign(this.paramGroups[gi], hyper);
     });
     for (const s of this.state.values()) for (const t of Object.values(s.buffers)) t.dispose();
     this.state.clear();
-    const params = this.allParams();
-    for (const [key, { step }] of Object.entries(sd.meta.state)) {
-      const p = params[Number(key)];
-      if (p === undefined) throw new Error(`loadStateDict: state for parameter ${key}, which does not exist`);
-      const buffers: Record<string, Tensor> = {};
-      const prefix = `state.${key}.`;
-      for (const [name, t] of sd.tensors) {
-        if (!name.startsWith(prefix)) continue;
-        if (t.shape.join(",") !== p.shape.join(","))
-          throw new Error(`loadStateDict: ${name} has shape [${t.shape.join(", ")}], parameter has [${p.shape.join(", ")}]`);
-        buffers[name.slice(prefix.length)] = keep(t.clone());
-      }
-      this.state.set(p, { step, buffers });
-    }
+    for (const [p, s] of next) this.state.set(p, s);
   }
 
   /** Releases the state tensors. */

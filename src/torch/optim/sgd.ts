@@ -37,6 +37,7 @@ export class SGD extends Optimizer<SGDOptions> {
   step(): void {
     for (const g of this.paramGroups) {
       for (const p of g.params) {
+        if (!Optimizer.hasGrad(p)) continue;
         const s = this.stateOf(p, g.momentum !== 0 ? ["momentum_buffer"] : [], zerosLike);
         const buf = s.buffers.momentum_buffer;
         if (native.sgdStep(p.handle, buf?.handle, g.lr, g.momentum, g.dampening, g.weightDecay, g.nesterov, s.step === 0)) s.step++;

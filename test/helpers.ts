@@ -1,0 +1,101 @@
+/**
+ * Shared helpers of the engine tests: numeric comparisons with useful failure
+ * messages, and small input generators for gradient checks.
+ */
+import assert from "node:assert/strict";
+import * as torch from "../src/torch/index.js";
+import type { Tensor } from "../src/torch/index.js";
+
+/** Keeps every test file on a small, fixed thread pool (the CI machine has 2 cores). */
+torch.setNumThreads(1);
+
+/** Asserts `|actual - expected| <= atol + rtol * |expected|`. */
+export function assertClose(actual: number, expected: number, atol = 1e-6, rtol = 0, what = "value"): void {
+  const tol = atol + rtol * Math.abs(expected);
+  if (!(Math.abs(actual - expected) <= tol)) {
+    assert.fail(`${what}: expected ${expected}, got ${actual} (|diff| ${Math.abs(actual - expected)} > tol ${tol})`);
+  }
+}
+
+/** Asserts two number sequences have the same length and are elementwise close. */
+export function assertAllClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol = 1e-6, rtol = 0, what = "values"): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != ${expected.length}`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    const tol = atol + rtol * Math.abs(e);
+    if (!(Math.abs(a - e) <= tol)) {
+      assert.fail(
+        `${what}[${i}]: expected ${e}, got ${a} (|diff| ${Math.abs(a - e)} > tol ${tol})\nactual:   [${Array.from(actual).join(", ")}]\nexpected: [${Array.from(expected).join(", ")}]`,
+      );
+    }
+  }
+}
+
+/** Asserts a tensor's shape and elementwise values (row-major). */
+export function assertTensor(t: Tensor, shape: readonly number[], expected: ArrayLike<number>, atol = 1e-6, what = "tensor"): void {
+  assert.deepEqual([...t.shape], [...shape], `${what}: shape`);
+  assertAllClose(t.toNumbers(), expected, atol, 0, what);
+}
+
+/** Values of a tensor as plain numbers, disposing nothing. */
+export function values(t: Tensor): number[] {
+  return t.toNumbers();
+}
+
+/**
+ * float64 samples whose magnitude is in [minAbs, minAbs + spread] with a random
+ * sign: inputs for functions with a kink at 0 (relu, leaky relu, elu).
+ */
+export function awayFromZero(shape: readonly number[], minAbs = 0.2, spread = 1): Tensor {
+  return torch.tidy(() => {
+    const mag = torch.rand(shape, "float64").mul(spread).add(minAbs);
+    const sign = torch.rand(shape, "float64").gt(0.5).to("float64").mul(2).sub(1);
+    return mag.mul(sign);
+  });
+}
+
+/** float64 samples of U[low, high). */
+export function uniform(shape: readonly number[], low: number, high: number): Tensor {
+  return torch.tidy(() =>
+    torch
+      .rand(shape, "float64")
+      .mul(high - low)
+      .add(low),
+  );
+}
+
+/** A float64 N(0, 1) leaf that requires grad. */
+export function leaf(shape: readonly number[]): Tensor {
+  return torch.randn(shape, "float64").requiresGrad_();
+}
+
+/** Runs gradcheck and fails with the worst mismatch when it does not pass. */
+export function assertGradcheck(
+  name: string,
+  fn: (...inputs: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  options: torch.GradcheckOptions = {},
+): void {
+  const r = torch.gradcheck(fn, inputs, options);
+  assert.ok(r.passed, `${name}: gradcheck failed, max |analytic - numeric| = ${r.maxAbsError} at ${JSON.stringify(r.worst)}`);
+  assert.ok(
+    inputs.some((x) => x.requiresGrad),
+    `${name}: no input requires grad`,
+  );
+}
+
+/** Numerically stable log(sum(exp(xs))) in plain JavaScript. */
+export function logSumExp(xs: readonly number[]): number {
+  const m = Math.max(...xs);
+  return m + Math.log(xs.reduce((s, x) => s + Math.exp(x - m), 0));
+}
+
+/** log-softmax of one row in plain JavaScript. */
+export function logSoftmaxRow(xs: readonly number[]): number[] {
+  const lse = logSumExp(xs);
+  return xs.map((x) => x - lse);
+}
+
+/** Runs `fn` and returns its result, disposing every tensor it created. */
+export const scoped = torch.tidy;
