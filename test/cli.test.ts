@@ -44,5 +44,5 @@ test("bad options fail with a message naming the option", () => {
   assert.match(r.stderr, /--steps must be a positive integer/);
   const c = run("first-run", "--classes", "happy,smug", "--steps", "1");
   assert.notEqual(c.status, 0);
-  assert.match(c.stderr, /unknown FER2013 class 'smug'/);
+  assert.match(c.stderr, /unknown fer2013 class 'smug'/);
 });

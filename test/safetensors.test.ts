@@ -86,6 +86,15 @@ describe("round trip", () => {
       torch.dispose(loaded.tensors);
     }));
 
+  test("a tensor named __proto__ is stored like any other name", () =>
+    torch.tidy(() => {
+      torch.saveSafetensors(file("proto.safetensors"), new Map([["__proto__", torch.tensor([1, 2])]]));
+      const loaded = torch.loadSafetensors(file("proto.safetensors"));
+      assert.deepEqual([...loaded.tensors.keys()], ["__proto__"]);
+      assert.deepEqual(loaded.tensors.get("__proto__")?.toNumbers(), [1, 2]);
+      for (const t of loaded.tensors.values()) t.dispose();
+    }));
+
   test("no metadata gives an empty map and no __metadata__ entry", () =>
     torch.tidy(() => {
       torch.saveSafetensors(file("nometa.safetensors"), new Map([["x", torch.ones([2])]]));
@@ -297,6 +306,17 @@ describe("malformed files raise an Error naming the file", () => {
       data,
     );
     expectBad("second.safetensors", /'b'/);
+  });
+
+  test("byte ranges with a gap, an overlap, or unused trailing data", () => {
+    const data = Buffer.alloc(16);
+    const f32 = (begin: number, end: number) => ({ dtype: "F32", shape: [(end - begin) / 4], data_offsets: [begin, end] });
+    writeRaw(file("gap.safetensors"), JSON.stringify({ a: f32(0, 4), b: f32(8, 16) }), data);
+    expectBad("gap.safetensors", /gap or overlap/);
+    writeRaw(file("overlap.safetensors"), JSON.stringify({ a: f32(0, 8), b: f32(4, 16) }), data);
+    expectBad("overlap.safetensors", /gap or overlap/);
+    writeRaw(file("trailing.safetensors"), JSON.stringify({ a: f32(0, 8) }), data);
+    expectBad("trailing.safetensors", /cover 8 of 16/);
   });
 
   test("a missing file throws an Error naming it", () => {

@@ -57,7 +57,11 @@ export interface SafetensorsFile {
  */
 export function saveSafetensors(path: string, tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): void {
   const names = [...tensors.keys()].sort();
-  const header: Record<string, HeaderEntry | Record<string, string>> = {};
+  // A prototype-less object, so a tensor named "__proto__" is an ordinary key.
+  const header: Record<string, HeaderEntry | Record<string, string>> = Object.create(null) as Record<
+    string,
+    HeaderEntry | Record<string, string>
+  >;
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   const blobs: Buffer[] = [];
   let offset = 0;
@@ -117,6 +121,7 @@ export function loadSafetensors(path: string): SafetensorsFile {
   const dataLength = buf.length - dataStart;
   const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
   const tensors = new Map<string, Tensor>();
+  const ranges: [number, number, string][] = [];
   try {
     for (const [name, raw] of Object.entries(header)) {
       if (name === "__metadata__") continue;
@@ -132,8 +137,17 @@ export function loadSafetensors(path: string): SafetensorsFile {
       const expected = e.shape.reduce((a, b) => a * b, 1) * ELEMENT_SIZE[dtype];
       if (end - begin !== expected)
         fail(path, `tensor '${name}' has ${end - begin} bytes but shape [${e.shape.join(", ")}] of ${dtype} needs ${expected}`);
+      ranges.push([begin, end, name]);
       tensors.set(name, fromBytes(buf.subarray(dataStart + begin, dataStart + end), e.shape, dtype));
     }
+    // The format requires the byte ranges to tile the data region: no gap, no overlap.
+    ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let cursor = 0;
+    for (const [begin, end, name] of ranges) {
+      if (begin !== cursor) fail(path, `tensor '${name}' starts at byte ${begin}, expected ${cursor} (gap or overlap in the data)`);
+      cursor = end;
+    }
+    if (cursor !== dataLength) fail(path, `the tensors cover ${cursor} of ${dataLength} data bytes`);
   } catch (err) {
     for (const t of tensors.values()) t.dispose();
     throw err;

@@ -58,7 +58,7 @@ export function constantSchedule(): LrLambda {
 }
 
 /**
- * Linear warm-up from 0 over `warmupSteps`, then half-cosine decay to `minFactor`
+ * Linear warm-up over `warmupSteps` (factor (step + 1) / warmupSteps), then half-cosine decay to `minFactor`
  * at `totalSteps` (the schedule of Goyal et al. 2017 and Loshchilov & Hutter 2017).
  */
 export function cosineWithWarmup(totalSteps: number, warmupSteps = 0, minFactor = 0): LrLambda {
