@@ -1,40 +1,20 @@
 #!/usr/bin/env node
 /**
  * The `ferkit` command. It only parses and validates options, then calls the library.
+ * Exit codes: 0 success, 1 an internal error, 2 a user mistake (bad data or options).
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, Option } from "commander";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { defaultDataRoot, defaultRunsDir } from "../paths.js";
+import { DataError } from "../data/dataset.js";
+import { dataCommand } from "./data.js";
+import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
   return pkg.version;
-}
-
-function positiveInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
-    return n;
-  };
-}
-
-function nonNegativeInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
-    return n;
-  };
-}
-
-function positiveNumber(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
-    return n;
-  };
 }
 
 const program = new Command()
@@ -77,7 +57,6 @@ program
       json: boolean;
     }) => {
       const { firstRun } = await import("../train/first_run.js");
-      const log = (line: string): void => console.error(line);
       const r = await firstRun({
         fer2013Dir: path.join(o.data, "fer2013"),
         classes: o.classes.split(",").map((s) => s.trim()),
@@ -88,7 +67,7 @@ program
         threads: o.threads,
         maxPerClass: o.maxPerClass,
         outDir: o.out,
-        log,
+        log: (line) => console.error(line),
       });
       if (o.json) {
         console.log(JSON.stringify(r));
@@ -108,7 +87,15 @@ program
     },
   );
 
+program.addCommand(dataCommand());
+
+// commander's own errors (unknown option, bad value) are user mistakes: exit code 2.
+const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
+for (const c of everyCommand(program)) c.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
 program.parseAsync().catch((err: unknown) => {
+  const userMistake = err instanceof DataError || err instanceof RangeError;
   console.error(`ferkit: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
+  if (!userMistake && process.env.FERKIT_DEBUG && err instanceof Error) console.error(err.stack);
+  process.exitCode = userMistake ? 2 : 1;
 });

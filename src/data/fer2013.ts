@@ -1,12 +1,15 @@
 /**
  * FER2013 from the layout of `shared/data/fer2013`: a `labels.csv` with one row per
  * row of the original `fer2013.csv` (columns `row_index, usage, image,
- * fer2013_emotion, fer2013_label_source, ...` and the FER+ vote counts) and the 48x48
- * grayscale PNGs it points to.
+ * fer2013_emotion, fer2013_label_source, ...` and the 10 FER+ vote counts), the 48x48
+ * grayscale PNGs it points to, and `duplicate_groups.csv` (columns `image,
+ * exact_duplicate_group, near_duplicate_cluster`).
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parse } from "csv-parse/sync";
+import { DataError, SkipLog, type LabeledDataset, type LabeledSample } from "./dataset.js";
+import { FER2013, FERPLUS } from "./labels.js";
 
 /** The official splits of FER2013. */
 export type Fer2013Split = "Training" | "PublicTest" | "PrivateTest";
@@ -31,36 +34,40 @@ export interface Fer2013Skipped {
 }
 
 const SPLITS: readonly string[] = ["Training", "PublicTest", "PrivateTest"];
+const VOTE_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"];
 
-/**
- * Reads `labels.csv` under `root` (the `fer2013/` folder) and returns the labelled rows
- * of the requested splits, in file order. Rows without an image or without an
- * unambiguous label are skipped and counted.
- * @throws Error naming the file when `labels.csv` is missing or lacks a required column
- */
-export function readFer2013(
-  root: string,
-  splits: readonly Fer2013Split[] = ["Training", "PublicTest", "PrivateTest"],
-): {
-  records: Fer2013Record[];
-  skipped: Fer2013Skipped;
-} {
-  const file = path.join(root, "labels.csv");
+function readCsv(file: string, required: readonly string[]): Record<string, string>[] {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new Error(`FER2013: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    throw new DataError(`FER2013: cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
   const rows = parse(text, { columns: true, skip_empty_lines: true }) as Record<string, string>[];
-  const required = ["row_index", "usage", "image", "fer2013_emotion"];
   const missing = required.filter((c) => rows.length > 0 && !(c in rows[0]));
-  if (missing.length > 0) throw new Error(`FER2013: ${file} lacks the column(s) ${missing.join(", ")}`);
+  if (rows.length === 0 || missing.length > 0) {
+    throw new DataError(`FER2013: ${file} is not a FER2013 labels file (missing column(s): ${missing.join(", ") || "all rows"})`);
+  }
+  return rows;
+}
+
+/**
+ * Reads `labels.csv` under `root` (the `fer2013/` folder) and returns the labelled rows
+ * of the requested splits, in file order, with FER2013's original labels. Rows without
+ * an image or without an unambiguous label are skipped and counted.
+ * @throws DataError naming the file when `labels.csv` is missing or lacks a required column
+ */
+export function readFer2013(
+  root: string,
+  splits: readonly Fer2013Split[] = ["Training", "PublicTest", "PrivateTest"],
+): { records: Fer2013Record[]; skipped: Fer2013Skipped } {
+  const file = path.join(root, "labels.csv");
+  const rows = readCsv(file, ["row_index", "usage", "image", "fer2013_emotion"]);
   const skipped: Fer2013Skipped = { noImage: 0, ambiguous: 0 };
   const records: Fer2013Record[] = [];
   for (const r of rows) {
     if (!SPLITS.includes(r.usage))
-      throw new Error(`FER2013: ${file} row ${r.row_index} has usage '${r.usage}' (allowed: ${SPLITS.join(", ")})`);
+      throw new DataError(`FER2013: ${file} row ${r.row_index} has usage '${r.usage}' (allowed: ${SPLITS.join(", ")})`);
     if (!splits.includes(r.usage as Fer2013Split)) continue;
     if (r.image === "") {
       skipped.noImage++;
@@ -78,4 +85,99 @@ export function readFer2013(
     });
   }
   return { records, skipped };
+}
+
+/** Options of {@link readFer2013Dataset}. */
+export interface Fer2013Options {
+  /**
+   * "fer2013": the original 7 labels (default). "ferplus": the FER+ majority vote over 8
+   * emotions (Barsoum et al. 2016): a row is kept when one column has more than half
+   * of the votes and it is an emotion (not `unknown` or `NF`).
+   */
+  labels?: "fer2013" | "ferplus";
+  /**
+   * Drop from Training the images that also appear in PublicTest or PrivateTest:
+   * "exact" (pixel-identical groups), "near" (also near-duplicate clusters), or "none".
+   */
+  dedup?: "none" | "exact" | "near";
+  /** Splits to read (default all three). */
+  splits?: readonly Fer2013Split[];
+  /** Receives one warning line per skipped file (the first few of each reason). */
+  warn?: (message: string) => void;
+}
+
+/** The FER+ majority label index of a row, or the reason it has none. */
+export function ferplusMajority(votes: readonly number[]): number | "ferplus_no_majority" | "ferplus_unknown" | "ferplus_not_face" {
+  const total = votes.reduce((a, b) => a + b, 0);
+  let best = 0;
+  for (let i = 1; i < votes.length; i++) if (votes[i] > votes[best]) best = i;
+  if (total === 0 || votes[best] * 2 <= total) return "ferplus_no_majority";
+  if (VOTE_COLUMNS[best] === "unknown") return "ferplus_unknown";
+  if (VOTE_COLUMNS[best] === "NF") return "ferplus_not_face";
+  return best;
+}
+
+/** Training images whose duplicate group or cluster also holds a test-split image. */
+function leakedTrainingImages(root: string, mode: "exact" | "near", splitOfImage: Map<string, string>): Set<string> {
+  const rows = readCsv(path.join(root, "duplicate_groups.csv"), ["image", "exact_duplicate_group", "near_duplicate_cluster"]);
+  const keys = (r: Record<string, string>): string[] => {
+    const k = r.exact_duplicate_group !== "" ? [`e${r.exact_duplicate_group}`] : [];
+    if (mode === "near" && r.near_duplicate_cluster !== "") k.push(`n${r.near_duplicate_cluster}`);
+    return k;
+  };
+  const testGroups = new Set<string>();
+  for (const r of rows) if (splitOfImage.get(r.image) !== "Training") for (const k of keys(r)) testGroups.add(k);
+  const leaked = new Set<string>();
+  for (const r of rows) if (splitOfImage.get(r.image) === "Training" && keys(r).some((k) => testGroups.has(k))) leaked.add(r.image);
+  return leaked;
+}
+
+/**
+ * FER2013 as a {@link LabeledDataset} with the splits Training / PublicTest /
+ * PrivateTest. The 103 ambiguous rows are excluded with the original labels; with
+ * FER+ labels every row with an image and a clear majority is used.
+ * @throws DataError when the folder is not the FER2013 layout
+ */
+export function readFer2013Dataset(root: string, o: Fer2013Options = {}): LabeledDataset {
+  const labels = o.labels ?? "fer2013";
+  const splits = o.splits ?? ["Training", "PublicTest", "PrivateTest"];
+  const file = path.join(root, "labels.csv");
+  const rows = readCsv(file, ["row_index", "usage", "image", "fer2013_emotion", ...(labels === "ferplus" ? VOTE_COLUMNS : [])]);
+  const skipped = new SkipLog(o.warn);
+  const splitOfImage = new Map(rows.filter((r) => r.image !== "").map((r) => [r.image, r.usage]));
+  const leaked = (o.dedup ?? "none") === "none" ? new Set<string>() : leakedTrainingImages(root, o.dedup as "exact" | "near", splitOfImage);
+  const samples: LabeledSample[] = [];
+  for (const r of rows) {
+    if (!SPLITS.includes(r.usage))
+      throw new DataError(`FER2013: ${file} row ${r.row_index} has usage '${r.usage}' (allowed: ${SPLITS.join(", ")})`);
+    if (!splits.includes(r.usage as Fer2013Split)) continue;
+    const where = `${file} row ${r.row_index}`;
+    if (r.image === "") {
+      skipped.add("no_image", where);
+      continue;
+    }
+    if (leaked.has(r.image)) {
+      skipped.add("duplicate_of_test_image", r.image);
+      continue;
+    }
+    let label: number;
+    if (labels === "ferplus") {
+      const m = ferplusMajority(VOTE_COLUMNS.map((c) => Number(r[c])));
+      if (typeof m === "string") {
+        skipped.add(m, where);
+        continue;
+      }
+      label = m;
+    } else {
+      if (r.fer2013_emotion === "") {
+        skipped.add("ambiguous_label", where);
+        continue;
+      }
+      label = Number(r.fer2013_emotion);
+    }
+    samples.push({ path: path.join(root, r.image), label, split: r.usage });
+  }
+  if (samples.length === 0) throw new DataError(`FER2013: no usable rows in ${file} for splits ${splits.join(", ")}`);
+  if (!existsSync(samples[0].path)) throw new DataError(`FER2013: ${samples[0].path} listed in ${file} does not exist`);
+  return { name: labels === "ferplus" ? "fer2013-ferplus" : "fer2013", space: labels === "ferplus" ? FERPLUS : FER2013, samples, skipped };
 }

@@ -1,0 +1,182 @@
+/**
+ * On-disk cache of decoded (and aligned) uint8 images: a folder of binary shard files
+ * plus a JSON manifest, keyed by the source files (path, size, mtime) and the
+ * preprocessing settings. A changed file or setting gives a new key, so a stale cache
+ * is never read. The folder is built under a temporary name and renamed into place,
+ * so a killed build leaves no half-valid cache.
+ */
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import path from "node:path";
+import type { ImageSet } from "./image.js";
+
+/** Bumped when the cache layout changes, so old caches are rebuilt. */
+const FORMAT_VERSION = 1;
+/** Upper bound of one shard file, in bytes. */
+const SHARD_BYTES = 256 * 1024 * 1024;
+
+interface Manifest {
+  format: "ferkit-image-cache";
+  version: number;
+  key: string;
+  name: string;
+  settings: unknown;
+  shape: [number, number, number];
+  n: number;
+  shards: { file: string; count: number }[];
+  source_index: number[];
+  skipped: Record<string, number>;
+  sources: number;
+  created: string;
+}
+
+/**
+ * The cache key: SHA-256 over the settings and every source file's path, size and
+ * modification time.
+ * @throws Error naming a source file that cannot be read
+ */
+export function cacheKey(files: readonly string[], settings: unknown): string {
+  const h = createHash("sha256");
+  h.update(`v${FORMAT_VERSION}\n${JSON.stringify(settings)}\n`);
+  for (const f of files) {
+    let size = -1;
+    let mtime = -1;
+    try {
+      const st = statSync(f);
+      size = st.size;
+      mtime = st.mtimeMs;
+    } catch {
+      // A missing file is part of the key too: it is skipped now, and a later file there changes the key.
+    }
+    h.update(`${f}\0${size}\0${mtime}\n`);
+  }
+  return h.digest("hex");
+}
+
+function readManifest(dir: string, key: string): Manifest | null {
+  try {
+    const m = JSON.parse(readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest;
+    if (m.format !== "ferkit-image-cache" || m.version !== FORMAT_VERSION || m.key !== key) return null;
+    const per = m.shape[0] * m.shape[1] * m.shape[2];
+    for (const s of m.shards) if (statSync(path.join(dir, s.file)).size !== s.count * per) return null;
+    return m;
+  } catch {
+    return null;
+  }
+}
+
+function loadImages(dir: string, m: Manifest): ImageSet {
+  const per = m.shape[0] * m.shape[1] * m.shape[2];
+  const pixels = new Uint8Array(m.n * per);
+  let offset = 0;
+  for (const s of m.shards) {
+    const buf = readFileSync(path.join(dir, s.file));
+    pixels.set(buf, offset);
+    offset += buf.length;
+  }
+  return { pixels, shape: m.shape, n: m.n, sourceIndex: Int32Array.from(m.source_index), skipped: m.skipped };
+}
+
+function writeSynced(file: string, data: Uint8Array | string): void {
+  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  const fd = openSync(file, "w");
+  try {
+    for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeImages(dir: string, images: ImageSet, key: string, name: string, settings: unknown, sources: number): void {
+  const per = images.shape[0] * images.shape[1] * images.shape[2];
+  const perShard = Math.max(1, Math.floor(SHARD_BYTES / Math.max(1, per)));
+  const shards: Manifest["shards"] = [];
+  for (let start = 0, i = 0; start < images.n || (images.n === 0 && i === 0); start += perShard, i++) {
+    const count = Math.min(perShard, images.n - start);
+    const file = `shard-${String(i).padStart(5, "0")}.bin`;
+    writeSynced(path.join(dir, file), images.pixels.subarray(start * per, (start + count) * per));
+    shards.push({ file, count });
+  }
+  const manifest: Manifest = {
+    format: "ferkit-image-cache",
+    version: FORMAT_VERSION,
+    key,
+    name,
+    settings,
+    shape: images.shape,
+    n: images.n,
+    shards,
+    source_index: [...images.sourceIndex],
+    skipped: images.skipped,
+    sources,
+    created: new Date().toISOString(),
+  };
+  // The manifest goes last: a folder without one is never read.
+  writeSynced(path.join(dir, "manifest.json"), JSON.stringify(manifest));
+}
+
+/** Options of {@link cachedImages}. */
+export interface CacheOptions {
+  /** Folder holding all caches (created when missing). */
+  cacheDir: string;
+  /** Readable prefix of this cache's folder, e.g. "fer2013-48x48x1". */
+  name: string;
+  /** Source files, in the order `sourceIndex` refers to. */
+  files: readonly string[];
+  /** Everything that changes the output (size, channels, alignment, versions). JSON-serialisable. */
+  settings: unknown;
+  /** Makes the images when the cache is missing or stale. */
+  produce: (files: readonly string[]) => Promise<ImageSet>;
+}
+
+/**
+ * Returns the images for `files` under `settings`: read from the cache when it is
+ * valid, else produced, written atomically, and returned. Older caches of the same
+ * `name` are removed after a successful build.
+ */
+export async function cachedImages(o: CacheOptions): Promise<ImageSet & { fromCache: boolean; cachePath: string }> {
+  const key = cacheKey(o.files, o.settings);
+  const dir = path.join(o.cacheDir, `${o.name}-${key.slice(0, 16)}`);
+  const found = existsSync(dir) ? readManifest(dir, key) : null;
+  if (found !== null) return { ...loadImages(dir, found), fromCache: true, cachePath: dir };
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+
+  const images = await o.produce(o.files);
+  mkdirSync(o.cacheDir, { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(tmp);
+  try {
+    writeImages(tmp, images, key, o.name, o.settings, o.files.length);
+    renameSync(tmp, dir);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    if (!existsSync(dir)) throw err; // another process finished the same cache first: fine
+  }
+  for (const entry of readdirSync(o.cacheDir)) {
+    const stale =
+      entry.startsWith(`${o.name}-`) && /^[0-9a-f]{16}$/.test(entry.slice(o.name.length + 1)) && path.join(o.cacheDir, entry) !== dir;
+    if (stale) rmSync(path.join(o.cacheDir, entry), { recursive: true, force: true });
+  }
+  return { ...images, fromCache: false, cachePath: dir };
+}
+
+/** Writes a small JSON file atomically (temporary file, fsync, rename). */
+export function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n");
+  renameSync(tmp, file);
+}
