@@ -156,10 +156,6 @@ export function readFer2013Dataset(root: string, o: Fer2013Options = {}): Labele
       skipped.add("no_image", where);
       continue;
     }
-    if (leaked.has(r.image)) {
-      skipped.add("duplicate_of_test_image", r.image);
-      continue;
-    }
     let label: number;
     if (labels === "ferplus") {
       const m = ferplusMajority(VOTE_COLUMNS.map((c) => Number(r[c])));
@@ -174,6 +170,10 @@ export function readFer2013Dataset(root: string, o: Fer2013Options = {}): Labele
         continue;
       }
       label = Number(r.fer2013_emotion);
+    }
+    if (leaked.has(r.image)) {
+      skipped.add("duplicate_of_test_image", r.image);
+      continue;
     }
     samples.push({ path: path.join(root, r.image), label, split: r.usage });
   }
