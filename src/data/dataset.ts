@@ -38,13 +38,16 @@ export class SkipLog {
 
   constructor(private readonly warn: (message: string) => void = () => {}) {}
 
-  /** Records one skipped input. The first 3 of each reason are also passed to `warn`. */
-  add(reason: string, file: string, detail = ""): void {
+  /**
+   * Records one skipped input. The first 3 of each reason are also passed to `warn`,
+   * unless `expected` (a documented exclusion of the dataset, only counted).
+   */
+  add(reason: string, file: string, detail = "", expected = false): void {
     this.counts[reason] = (this.counts[reason] ?? 0) + 1;
     const ex = (this.examples[reason] ??= []);
     if (ex.length < 3) {
       ex.push(file);
-      this.warn(`skipped ${file}: ${reason}${detail ? ` (${detail})` : ""}`);
+      if (!expected) this.warn(`skipped ${file}: ${reason}${detail ? ` (${detail})` : ""}`);
     }
   }
 

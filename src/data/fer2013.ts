@@ -153,26 +153,26 @@ export function readFer2013Dataset(root: string, o: Fer2013Options = {}): Labele
     if (!splits.includes(r.usage as Fer2013Split)) continue;
     const where = `${file} row ${r.row_index}`;
     if (r.image === "") {
-      skipped.add("no_image", where);
+      skipped.add("no_image", where, "", true);
       continue;
     }
     let label: number;
     if (labels === "ferplus") {
       const m = ferplusMajority(VOTE_COLUMNS.map((c) => Number(r[c])));
       if (typeof m === "string") {
-        skipped.add(m, where);
+        skipped.add(m, where, "", true);
         continue;
       }
       label = m;
     } else {
       if (r.fer2013_emotion === "") {
-        skipped.add("ambiguous_label", where);
+        skipped.add("ambiguous_label", where, "", true);
         continue;
       }
       label = Number(r.fer2013_emotion);
     }
     if (leaked.has(r.image)) {
-      skipped.add("duplicate_of_test_image", r.image);
+      skipped.add("duplicate_of_test_image", r.image, "", true);
       continue;
     }
     samples.push({ path: path.join(root, r.image), label, split: r.usage });
