@@ -15,10 +15,14 @@
  *     (the intended use), so the cost of sharing the cores shows.
  * The images are seeded noise (the ops' cost does not depend on the content).
  *
+ * Each phase also reports how many cores other processes kept busy meanwhile (from
+ * /proc/stat): on a shared machine, read the figures with that in mind.
+ *
  * The last line printed is one JSON object:
- * `{"augment_ms","train_step_ms","ratio","worker_augment_ms","worker_compute_ms","overlap_train_step_ms","threads"}`,
+ * `{"augment_ms","train_step_ms","ratio","worker_augment_ms","worker_compute_ms","overlap_train_step_ms","augment_cpu_ms","threads","other_load"}`,
  * with ratio = augment_ms / train_step_ms (target < 0.10).
  */
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
@@ -47,6 +51,28 @@ for (const [k, v] of Object.entries({ reps, steps, threads, workerThreads, batch
 }
 if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`--warmup must be a non-negative integer, got ${warmup}`);
 
+/** CPU seconds the whole machine spent busy (all cores), from /proc/stat (0 where unavailable). */
+function machineBusySeconds(): number {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / 100; // user nice system irq softirq steal, USER_HZ = 100
+  } catch {
+    return 0;
+  }
+}
+
+/** Times `fn` over a phase: wall time, this process's CPU time, and how many cores other processes kept busy. */
+async function phase(fn: () => Promise<void>): Promise<{ wallS: number; cpuS: number; otherLoad: number }> {
+  const busy0 = machineBusySeconds();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wallS = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuS = (cpu.user + cpu.system) / 1e6;
+  return { wallS, cpuS, otherLoad: Math.max(0, machineBusySeconds() - busy0 - cpuS) / wallS };
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -71,33 +97,42 @@ console.log(
 
 // --- views on the main thread
 const augTimes: number[] = [];
-for (let i = 0; i < warmup + reps; i++) {
-  const t0 = performance.now();
-  const v = makeViews(batch, rng, { weak: 2, strong: 1 });
-  const dt = performance.now() - t0;
-  torch.dispose(v);
-  if (i >= warmup) augTimes.push(dt);
-}
+const augPhase = await phase(async () => {
+  for (let i = 0; i < warmup + reps; i++) {
+    const t0 = performance.now();
+    const v = makeViews(batch, rng, { weak: 2, strong: 1 });
+    const dt = performance.now() - t0;
+    torch.dispose(v);
+    if (i >= warmup) augTimes.push(dt);
+  }
+});
 const augmentMs = median(augTimes);
-console.log(`views, main thread:        ${augmentMs.toFixed(2)} ms/batch (median of ${reps})`);
+const augmentCpuMs = (1000 * augPhase.cpuS) / (warmup + reps);
+console.log(
+  `views, main thread:        ${augmentMs.toFixed(2)} ms/batch (median of ${reps}; ${augmentCpuMs.toFixed(2)} ms CPU; other processes busy ${augPhase.otherLoad.toFixed(2)} cores)`,
+);
 
 // --- views through the worker, alone
 const worker = await AugmentWorker.start({ threads: workerThreads });
 const workerTimes: number[] = [];
 const computeTimes: number[] = [];
-for (let i = 0; i < warmup + reps; i++) {
-  const t0 = performance.now();
-  const v = await worker.makeViews(batch, rng, { weak: 2, strong: 1 });
-  const dt = performance.now() - t0;
-  torch.dispose(v);
-  if (i >= warmup) {
-    workerTimes.push(dt);
-    computeTimes.push(worker.lastComputeMs);
+const workerPhase = await phase(async () => {
+  for (let i = 0; i < warmup + reps; i++) {
+    const t0 = performance.now();
+    const v = await worker.makeViews(batch, rng, { weak: 2, strong: 1 });
+    const dt = performance.now() - t0;
+    torch.dispose(v);
+    if (i >= warmup) {
+      workerTimes.push(dt);
+      computeTimes.push(worker.lastComputeMs);
+    }
   }
-}
+});
 const workerMs = median(workerTimes);
 const workerComputeMs = median(computeTimes);
-console.log(`views, worker round trip:  ${workerMs.toFixed(2)} ms/batch (${workerComputeMs.toFixed(2)} ms computing in the worker)`);
+console.log(
+  `views, worker round trip:  ${workerMs.toFixed(2)} ms/batch (${workerComputeMs.toFixed(2)} ms computing in the worker; other processes busy ${workerPhase.otherLoad.toFixed(2)} cores)`,
+);
 
 // --- VggFer train steps
 const model = new VggFer();
@@ -118,34 +153,44 @@ function trainStep(): void {
   });
 }
 const stepTimes: number[] = [];
-for (let i = 0; i < warmup + steps; i++) {
-  const t0 = performance.now();
-  trainStep();
-  if (i >= warmup) stepTimes.push(performance.now() - t0);
-}
+const trainPhase = await phase(async () => {
+  for (let i = 0; i < warmup + steps; i++) {
+    const t0 = performance.now();
+    trainStep();
+    if (i >= warmup) stepTimes.push(performance.now() - t0);
+  }
+});
 const trainMs = median(stepTimes);
-console.log(`VggFer train step:         ${trainMs.toFixed(2)} ms (median of ${steps}, ${((batchSize * 1000) / trainMs).toFixed(0)} img/s)`);
+console.log(
+  `VggFer train step:         ${trainMs.toFixed(2)} ms (median of ${steps}, ${((batchSize * 1000) / trainMs).toFixed(0)} img/s; other processes busy ${trainPhase.otherLoad.toFixed(2)} cores)`,
+);
 
 // --- train steps while the worker prepares the next batch's views
 const overlapTimes: number[] = [];
-let next = worker.makeViews(batch, rng);
-for (let i = 0; i < warmup + steps; i++) {
-  const views = await next;
-  next = worker.makeViews(batch, rng);
-  const t0 = performance.now();
-  trainStep();
-  if (i >= warmup) overlapTimes.push(performance.now() - t0);
-  torch.dispose(views);
-}
-torch.dispose(await next);
+const overlapPhase = await phase(async () => {
+  let next = worker.makeViews(batch, rng);
+  for (let i = 0; i < warmup + steps; i++) {
+    const views = await next;
+    next = worker.makeViews(batch, rng);
+    const t0 = performance.now();
+    trainStep();
+    if (i >= warmup) overlapTimes.push(performance.now() - t0);
+    torch.dispose(views);
+  }
+  torch.dispose(await next);
+});
 await worker.terminate();
 const overlapMs = median(overlapTimes);
-console.log(`train step + worker views: ${overlapMs.toFixed(2)} ms (the worker building the next views meanwhile)`);
+console.log(
+  `train step + worker views: ${overlapMs.toFixed(2)} ms (the worker building the next views meanwhile; other processes busy ${overlapPhase.otherLoad.toFixed(2)} cores)`,
+);
 
 const ratio = augmentMs / trainMs;
+const maxOther = Math.max(augPhase.otherLoad, workerPhase.otherLoad, trainPhase.otherLoad, overlapPhase.otherLoad);
 console.log(
-  `ratio views / train step:  ${(100 * ratio).toFixed(1)} % (target < 10 %); worker overlap adds ${(overlapMs - trainMs).toFixed(2)} ms per step`,
+  `ratio views / train step:  ${(100 * ratio).toFixed(1)} % (target < 10 %); with the worker a step takes ${(overlapMs - trainMs).toFixed(2)} ms longer`,
 );
+if (maxOther > 0.3) console.log(`note: other processes kept up to ${maxOther.toFixed(2)} cores busy; the timings are disturbed`);
 console.log(
   JSON.stringify({
     augment_ms: Number(augmentMs.toFixed(3)),
@@ -154,6 +199,8 @@ console.log(
     worker_augment_ms: Number(workerMs.toFixed(3)),
     worker_compute_ms: Number(workerComputeMs.toFixed(3)),
     overlap_train_step_ms: Number(overlapMs.toFixed(3)),
+    augment_cpu_ms: Number(augmentCpuMs.toFixed(3)),
     threads,
+    other_load: Number(maxOther.toFixed(2)),
   }),
 );

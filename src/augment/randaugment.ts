@@ -379,16 +379,15 @@ export function drawCutoutBox(rng: Rng, h: number, w: number, maxFraction = 0.5)
 export function cutout(x: Tensor, boxes: readonly (CutoutBox | null)[], fill = GREY): Tensor {
   const [n, , h, w] = checkBatch(x, "cutout");
   if (boxes.length !== n) throw new RangeError(`cutout: got ${boxes.length} boxes for ${n} images`);
-  const bounds = new Float32Array(4 * n);
-  boxes.forEach((b, i) => bounds.set(b === null ? [0, 0, 0, 0] : [b.x0, b.x1, b.y0, b.y1], 4 * i));
-  return torch.tidy(() => {
-    const [x0, x1, y0, y1] = torch.fromArray(bounds, [n, 4, 1, 1]).split([1, 1, 1, 1], 1);
-    const cols = torch.arange(0, w, 1, "float32").view(1, 1, 1, w);
-    const rows = torch.arange(0, h, 1, "float32").view(1, 1, h, 1);
-    const inCols = cols.ge(x0).logicalAnd(cols.lt(x1));
-    const inRows = rows.ge(y0).logicalAnd(rows.lt(y1));
-    return x.maskedFill(inCols.logicalAnd(inRows), fill);
+  // The mask is drawn in JS (a few row fills per box), then one maskedFill over all channels.
+  const mask = new Uint8Array(n * h * w);
+  boxes.forEach((b, i) => {
+    if (b === null) return;
+    const [x0, x1] = [Math.min(w, Math.max(0, Math.floor(b.x0))), Math.min(w, Math.floor(b.x1))];
+    const [y0, y1] = [Math.max(0, Math.floor(b.y0)), Math.min(h, Math.floor(b.y1))];
+    for (let y = y0; y < y1; y++) mask.fill(1, (i * h + y) * w + x0, (i * h + y) * w + Math.max(x0, x1));
   });
+  return torch.tidy(() => x.maskedFill(torch.fromArray(mask, [n, 1, h, w], "bool"), fill));
 }
 
 /** One op of a RandAugment slot, with its magnitude in the op's own unit (see {@link MAGNITUDE_RANGES}). */
