@@ -10,6 +10,7 @@ import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import sharp from "sharp";
+import { parsePnm as parsePnmPixels } from "../data/pnm.js";
 import { FER2013_TEMPLATE, alignmentTransform, eyeAngle, warpAffine, type AlignTemplate } from "./align.js";
 import { FaceDetector, type DetectedFace, type FaceDetectorOptions, type RgbImage } from "./detector.js";
 
@@ -88,60 +89,15 @@ export interface DetectAlignResult {
 const PNM_MAGIC = /^P[2356]$/;
 
 /**
- * Reads a binary or ASCII PGM/PPM (netpbm P2, P3, P5, P6; 8- or 16-bit), which sharp's prebuilt
- * libvips does not decode.
- * @returns RGB pixels (gray is replicated into three channels)
+ * Reads a PGM/PPM (see src/data/pnm.ts) as RGB pixels, gray replicated into three channels.
  * @throws Error on a malformed header or truncated pixel data
  */
 export function parsePnm(buf: Uint8Array): RgbImage {
-  let pos = 0;
-  const isSpace = (c: number) => c === 32 || c === 9 || c === 10 || c === 13 || c === 11 || c === 12;
-  const token = (): string => {
-    for (;;) {
-      while (pos < buf.length && isSpace(buf[pos])) pos++;
-      if (buf[pos] === 35) while (pos < buf.length && buf[pos] !== 10) pos++;
-      else break;
-    }
-    const start = pos;
-    while (pos < buf.length && !isSpace(buf[pos])) pos++;
-    return Buffer.from(buf.subarray(start, pos)).toString("latin1");
-  };
-  const magic = token();
-  if (!PNM_MAGIC.test(magic)) throw new Error(`not a PGM/PPM file (magic "${magic.slice(0, 8)}")`);
-  const width = Number(token());
-  const height = Number(token());
-  const maxval = Number(token());
-  if (!(
-    Number.isInteger(width) &&
-    width > 0 &&
-    Number.isInteger(height) &&
-    height > 0 &&
-    Number.isInteger(maxval) &&
-    maxval > 0 &&
-    maxval < 65536
-  ))
-    throw new Error(`bad PGM/PPM header: ${width}x${height}, maxval ${maxval}`);
-  const src = magic === "P2" || magic === "P5" ? 1 : 3;
-  const n = width * height * src;
-  const values = new Uint16Array(n);
-  if (magic === "P5" || magic === "P6") {
-    pos++; // exactly one whitespace byte after maxval
-    const bytes = maxval < 256 ? 1 : 2;
-    if (buf.length - pos < n * bytes) throw new Error(`truncated PGM/PPM: ${buf.length - pos} of ${n * bytes} pixel bytes`);
-    for (let i = 0; i < n; i++) values[i] = bytes === 1 ? buf[pos + i] : (buf[pos + 2 * i] << 8) | buf[pos + 2 * i + 1];
-  } else {
-    for (let i = 0; i < n; i++) {
-      const t = token();
-      if (t === "") throw new Error(`truncated PGM/PPM: ${i} of ${n} values`);
-      values[i] = Number(t);
-    }
-  }
-  const data = new Uint8Array(width * height * 3);
-  const scale = 255 / maxval;
-  for (let i = 0; i < width * height; i++) {
-    for (let c = 0; c < 3; c++) data[3 * i + c] = Math.min(255, Math.round(values[src === 1 ? i : 3 * i + c] * scale));
-  }
-  return { data, width, height };
+  const img = parsePnmPixels(buf);
+  if (img.channels === 3) return { data: img.data, width: img.width, height: img.height };
+  const data = new Uint8Array(img.width * img.height * 3);
+  for (let i = 0; i < img.width * img.height; i++) data[3 * i] = data[3 * i + 1] = data[3 * i + 2] = img.data[i];
+  return { data, width: img.width, height: img.height };
 }
 
 /**
