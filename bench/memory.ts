@@ -1,0 +1,104 @@
+/**
+ * Memory stability of a long training run: VggFer at batch 64, one tidy() scope per
+ * step (forward, cross-entropy, backward, Adam step), fresh random inputs every step.
+ * Samples the process RSS every `--every` steps; the growth is measured from the
+ * sample at `--warmup` steps (allocator pools, optimizer state and oneDNN caches are
+ * in place by then) to the end. Target: within 5%.
+ *
+ *   npm run bench:memory                      # 2,000 steps (about an hour on 2 cores)
+ *   node dist/bench/memory.js --steps 300     # quicker
+ *
+ * Options: --steps (2000), --batch (64), --threads (2), --every (100), --warmup (200).
+ * The last line printed is one JSON object:
+ * `{"steps","rss_mb_after_warmup","rss_mb_end","growth_pct","live_tensors_end"}`.
+ */
+import { parseArgs } from "node:util";
+import * as torch from "../src/torch/index.js";
+import { VggFer } from "../src/models/index.js";
+
+const { values } = parseArgs({
+  options: {
+    steps: { type: "string", default: process.env.FERKIT_BENCH_STEPS ?? "2000" },
+    batch: { type: "string", default: "64" },
+    threads: { type: "string", default: "2" },
+    every: { type: "string", default: "100" },
+    warmup: { type: "string", default: "200" },
+  },
+});
+const steps = Number(values.steps);
+const batch = Number(values.batch);
+const threads = Number(values.threads);
+const every = Number(values.every);
+const warmup = Math.min(Number(values.warmup), steps);
+for (const [k, v] of Object.entries({ steps, batch, threads, every, warmup })) {
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${k} must be a positive integer, got ${v}`);
+}
+
+const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
+
+torch.setNumThreads(threads);
+torch.manualSeed(0);
+const model = new VggFer();
+model.train();
+const opt = new torch.optim.Adam(model.parameters(), { lr: 1e-3 });
+
+interface Sample {
+  step: number;
+  rssMb: number;
+  heapMb: number;
+  liveTensors: number;
+  loss: number;
+  seconds: number;
+}
+const samples: Sample[] = [];
+const t0 = performance.now();
+const take = (step: number, loss: number): void => {
+  const s: Sample = {
+    step,
+    rssMb: mb(process.memoryUsage.rss()),
+    heapMb: mb(process.memoryUsage().heapUsed),
+    liveTensors: torch.liveTensors(),
+    loss,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  samples.push(s);
+  console.log(
+    `step ${String(s.step).padStart(5)}  rss ${s.rssMb.toFixed(1).padStart(7)} MB  js heap ${s.heapMb.toFixed(1).padStart(6)} MB  ` +
+      `live tensors ${s.liveTensors}  loss ${s.loss.toFixed(4)}  ${s.seconds.toFixed(0)} s`,
+  );
+};
+
+console.log(`VggFer (${model.numParameters()} parameters), batch ${batch}, ${threads} threads, ${steps} steps`);
+take(0, NaN);
+for (let step = 1; step <= steps; step++) {
+  const loss = torch.tidy(() => {
+    const x = torch.randn([batch, 1, 48, 48]);
+    const y = torch.randint(0, 7, [batch]);
+    const out = model.forward(x);
+    const l = torch.F.crossEntropy(out, y);
+    opt.zeroGrad();
+    l.backward();
+    opt.step();
+    return l.item();
+  });
+  if (step % every === 0 || step === steps || step === warmup) {
+    if (samples[samples.length - 1].step !== step) take(step, loss);
+  }
+}
+
+const base = samples.find((s) => s.step === warmup) ?? samples[0];
+const end = samples[samples.length - 1];
+const growthPct = Math.round(((end.rssMb - base.rssMb) / base.rssMb) * 1000) / 10;
+console.log(
+  `RSS ${base.rssMb} MB at step ${base.step} -> ${end.rssMb} MB at step ${end.step}: ${growthPct >= 0 ? "+" : ""}${growthPct}% ` +
+    `(target within 5%: ${Math.abs(growthPct) <= 5 ? "met" : "NOT met"}); live tensors ${end.liveTensors}`,
+);
+console.log(
+  JSON.stringify({
+    steps,
+    rss_mb_after_warmup: base.rssMb,
+    rss_mb_end: end.rssMb,
+    growth_pct: growthPct,
+    live_tensors_end: end.liveTensors,
+  }),
+);

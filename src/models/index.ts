@@ -1,0 +1,84 @@
+/**
+ * The model zoo and its registry (in the spirit of timm's `create_model`): a model is
+ * created by name, and each name knows the input size it was designed for.
+ */
+import type { nn } from "../torch/index.js";
+import { resnet18, type ResNetStem } from "./resnet.js";
+import { VggFer } from "./vgg_fer.js";
+
+export { VggFer, VGG_FER_STAGES, VGG_FER_HIDDEN, type VggFerOptions } from "./vgg_fer.js";
+export { ResNet, BasicBlock, resnet18, type ResNetOptions, type ResNetStem } from "./resnet.js";
+
+/** Names accepted by {@link createModel}. */
+export type ModelName = "vgg-fer" | "resnet18";
+
+/** Options understood by {@link createModel}; each model reads the ones it has. */
+export interface ModelOptions {
+  /** Output classes (default 7). */
+  numClasses?: number;
+  /** Input channels (default: 1 for vgg-fer, 3 for resnet18). */
+  inChannels?: number;
+  /** vgg-fer: dropout in the classifier (default 0.5). */
+  dropout?: number;
+  /** resnet18: `"imagenet"` (default, 112x112 input) or `"small"` (48x48 input). */
+  stem?: ResNetStem;
+}
+
+/** Input shape `[C, H, W]` of one image. */
+export type InputSize = readonly [number, number, number];
+
+interface Entry {
+  description: string;
+  inputSize: (o: ModelOptions) => InputSize;
+  create: (o: ModelOptions) => nn.Module;
+}
+
+const REGISTRY: Record<ModelName, Entry> = {
+  "vgg-fer": {
+    description: "VGG with 4 stages of 2x(conv3x3+BN+ReLU)+maxpool, for 48x48 grayscale (Khaireddin & Chen 2021)",
+    inputSize: (o) => [o.inChannels ?? 1, 48, 48],
+    create: (o) => new VggFer({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout }),
+  },
+  resnet18: {
+    description: "torchvision's ResNet-18; imagenet stem for 112x112 RGB, small stem for 48x48",
+    inputSize: (o) => (o.stem === "small" ? [o.inChannels ?? 3, 48, 48] : [o.inChannels ?? 3, 112, 112]),
+    create: (o) => resnet18({ numClasses: o.numClasses, inChannels: o.inChannels, stem: o.stem }),
+  },
+};
+
+/** The registered model names. */
+export function listModels(): ModelName[] {
+  return Object.keys(REGISTRY) as ModelName[];
+}
+
+/** Whether `name` is a registered model. */
+export function isModelName(name: string): name is ModelName {
+  return Object.hasOwn(REGISTRY, name);
+}
+
+function entry(name: string): Entry {
+  if (!isModelName(name)) throw new Error(`unknown model "${name}"; known models: ${listModels().join(", ")}`);
+  return REGISTRY[name];
+}
+
+/**
+ * Creates a freshly initialised model by name.
+ * @throws Error naming the known models when `name` is not registered
+ */
+export function createModel(name: string, options: ModelOptions = {}): nn.Module {
+  return entry(name).create(options);
+}
+
+/**
+ * The input shape `[C, H, W]` the model was designed for: `[1, 48, 48]` for vgg-fer,
+ * `[3, 112, 112]` for resnet18 (`[3, 48, 48]` with the small stem).
+ * @throws Error when `name` is not registered
+ */
+export function defaultInputSize(name: string, options: ModelOptions = {}): InputSize {
+  return entry(name).inputSize(options);
+}
+
+/** A one-line description of a registered model. */
+export function describeModel(name: string): string {
+  return entry(name).description;
+}

@@ -1,0 +1,130 @@
+/**
+ * VGG-style network for 48x48 grayscale faces, the architecture family behind the
+ * published FER2013 VGG results (Khaireddin & Chen 2021, "Facial Emotion Recognition:
+ * State of the Art Performance on FER2013", arXiv:2105.03588, which reaches 73.28%
+ * test accuracy with a VGG of four conv stages of two 3x3 conv + BN + ReLU and 2x2
+ * max-pooling; after Simonyan & Zisserman 2015, "Very Deep Convolutional Networks").
+ *
+ * Names follow torchvision's `VGG` (`features.<i>.*`, `classifier.<i>.*`), so the
+ * state dict loads into the PyTorch twin in bench/engine_pytorch.py.
+ */
+import { nn, type Tensor } from "../torch/index.js";
+
+/** Options of {@link VggFer}. */
+export interface VggFerOptions {
+  /** Number of output classes (default 7, FER2013's label space). */
+  numClasses?: number;
+  /** Input channels (default 1, grayscale). */
+  inChannels?: number;
+  /** Dropout probability after each hidden classifier layer (default 0.5). */
+  dropout?: number;
+  /** Side of the square input in pixels, a multiple of 16 (default 48). */
+  inputSize?: number;
+}
+
+/** Output channels of the four conv stages. */
+export const VGG_FER_STAGES: readonly number[] = [64, 128, 256, 512];
+
+/** Width of the two hidden classifier layers. */
+export const VGG_FER_HIDDEN = 1024;
+
+/**
+ * VGG for facial expressions: `[N, inChannels, 48, 48]` float32 → `[N, numClasses]` logits.
+ *
+ * - `features` (nn.Sequential, 28 children): for each stage with `c` in 64, 128, 256, 512:
+ *   Conv2d(3x3, padding 1) → BatchNorm2d → ReLU → Conv2d(3x3, padding 1) → BatchNorm2d →
+ *   ReLU → MaxPool2d(2). The spatial size halves per stage: 48 → 24 → 12 → 6 → 3,
+ *   giving `[N, 512, 3, 3]`.
+ * - flattened to `[N, 4608]` in `forward` (as torchvision's VGG does, so the first
+ *   classifier layer is `classifier.0`).
+ * - `classifier` (nn.Sequential): Linear(4608, 1024) → ReLU → Dropout → Linear(1024, 1024) →
+ *   ReLU → Dropout → Linear(1024, numClasses).
+ *
+ * About 10.5 M parameters with the defaults. Initialisation as torchvision's VGG:
+ * conv weights Kaiming normal (fan_out, ReLU) with zero bias, BatchNorm weight 1 and
+ * bias 0, linear weights N(0, 0.01) with zero bias.
+ */
+export class VggFer extends nn.Module {
+  /** The conv stages: `[N, inChannels, S, S]` → `[N, 512, S/16, S/16]`. */
+  readonly features: nn.Sequential;
+  /** The head: `[N, 512 * (S/16)^2]` → `[N, numClasses]`. */
+  readonly classifier: nn.Sequential;
+  readonly numClasses: number;
+  readonly inChannels: number;
+  readonly inputSize: number;
+
+  constructor(options: VggFerOptions = {}) {
+    super();
+    const numClasses = options.numClasses ?? 7;
+    const inChannels = options.inChannels ?? 1;
+    const dropout = options.dropout ?? 0.5;
+    const inputSize = options.inputSize ?? 48;
+    if (!Number.isInteger(numClasses) || numClasses < 1)
+      throw new RangeError(`VggFer: numClasses must be a positive integer, got ${numClasses}`);
+    if (!Number.isInteger(inChannels) || inChannels < 1)
+      throw new RangeError(`VggFer: inChannels must be a positive integer, got ${inChannels}`);
+    if (!Number.isInteger(inputSize) || inputSize < 16 || inputSize % 16 !== 0) {
+      throw new RangeError(`VggFer: inputSize must be a positive multiple of 16 (four 2x2 poolings), got ${inputSize}`);
+    }
+    this.numClasses = numClasses;
+    this.inChannels = inChannels;
+    this.inputSize = inputSize;
+
+    const layers: nn.Module[] = [];
+    let c = inChannels;
+    for (const out of VGG_FER_STAGES) {
+      for (let k = 0; k < 2; k++) {
+        layers.push(new nn.Conv2d(c, out, 3, { padding: 1 }), new nn.BatchNorm2d(out), new nn.ReLU());
+        c = out;
+      }
+      layers.push(new nn.MaxPool2d(2));
+    }
+    this.features = this.registerModule("features", new nn.Sequential(...layers));
+
+    const side = inputSize / 16;
+    const flat = c * side * side;
+    this.classifier = this.registerModule(
+      "classifier",
+      new nn.Sequential(
+        new nn.Linear(flat, VGG_FER_HIDDEN),
+        new nn.ReLU(),
+        new nn.Dropout(dropout),
+        new nn.Linear(VGG_FER_HIDDEN, VGG_FER_HIDDEN),
+        new nn.ReLU(),
+        new nn.Dropout(dropout),
+        new nn.Linear(VGG_FER_HIDDEN, numClasses),
+      ),
+    );
+    this.initWeights();
+  }
+
+  /** torchvision's VGG initialisation (see the class comment). */
+  private initWeights(): void {
+    const { init } = nn;
+    for (const [, m] of this.namedModules()) {
+      if (m instanceof nn.Conv2d) {
+        init.kaimingNormal_(m.weight, 0, "fan_out", "relu");
+        if (m.bias !== null) init.constant_(m.bias, 0);
+      } else if (m instanceof nn.BatchNorm2d) {
+        if (m.weight !== null) init.constant_(m.weight, 1);
+        if (m.bias !== null) init.constant_(m.bias, 0);
+      } else if (m instanceof nn.Linear) {
+        init.normal_(m.weight, 0, 0.01);
+        if (m.bias !== null) init.constant_(m.bias, 0);
+      }
+    }
+  }
+
+  /**
+   * @param x `[N, inChannels, inputSize, inputSize]` float32 images (48x48 by default)
+   * @returns `[N, numClasses]` logits
+   */
+  forward(x: Tensor): Tensor {
+    const f = this.features.forward(x);
+    const flat = f.flatten(1);
+    f.dispose();
+    const out = this.classifier.forward(flat);
+    flat.dispose();
+    return out;
+  }
+}
