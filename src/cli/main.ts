@@ -10,6 +10,8 @@ import { PACKAGE_ROOT } from "../torch/native.js";
 import { defaultDataRoot, defaultRunsDir } from "../paths.js";
 import { DataError } from "../data/dataset.js";
 import { dataCommand } from "./data.js";
+import { evalCommand, trainCommand } from "./train.js";
+import { ConfigError } from "../train/config.js";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
 
 function packageVersion(): string {
@@ -87,6 +89,8 @@ program
     },
   );
 
+program.addCommand(trainCommand());
+program.addCommand(evalCommand());
 program.addCommand(dataCommand());
 
 // commander's own errors (unknown option, bad value) are user mistakes: exit code 2.
@@ -94,7 +98,7 @@ const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyC
 for (const c of everyCommand(program)) c.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parseAsync().catch((err: unknown) => {
-  const userMistake = err instanceof DataError || err instanceof RangeError;
+  const userMistake = err instanceof DataError || err instanceof ConfigError || err instanceof RangeError;
   console.error(`ferkit: ${err instanceof Error ? err.message : String(err)}`);
   if (!userMistake && process.env.FERKIT_DEBUG && err instanceof Error) console.error(err.stack);
   process.exitCode = userMistake ? 2 : 1;

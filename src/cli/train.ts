@@ -1,0 +1,179 @@
+/** `ferkit train` and `ferkit eval`. */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { Command, Option } from "commander";
+import { DATA_FORMATS, openData, type DataFormat } from "../data/open.js";
+import { labelMapping, labelSpaceFromNames } from "../data/labels.js";
+import { prepareSplit, resolveCacheDir } from "../data/prepare.js";
+import { evalJson, evaluate } from "../eval/evaluate.js";
+import { defaultDataRoot, defaultRunsDir } from "../paths.js";
+import { PACKAGE_ROOT } from "../torch/native.js";
+import { ConfigError, PRESETS_DIR, parseConfig, setField } from "../train/config.js";
+import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
+
+function presets(): string[] {
+  return existsSync(PRESETS_DIR)
+    ? readdirSync(PRESETS_DIR)
+        .filter((f) => f.endsWith(".json"))
+        .map((f) => f.slice(0, -5))
+    : [];
+}
+
+function readJson(file: string, what: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`cannot read ${what} ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+interface TrainFlags {
+  preset?: string;
+  config?: string;
+  resume?: string;
+  out?: string;
+  data: string;
+  steps?: number;
+  seed?: number;
+  lr?: number;
+  batchSize?: number;
+  threads?: number;
+  set: string[];
+  progress: boolean;
+}
+
+/** The `train` command. */
+export function trainCommand(): Command {
+  return new Command("train")
+    .description("train a model from a config file or a preset; resume an interrupted run")
+    .addOption(new Option("--preset <name>", `a preset from configs/ (${presets().join(", ")})`).conflicts("config"))
+    .option("--config <file>", "a JSON config file")
+    .option("--resume <run>", "continue the run in this folder from its last checkpoint")
+    .addOption(new Option("--out <dir>", "the run folder").default(undefined, "runs/<name>-<time>"))
+    .addOption(
+      new Option("--data <dir>", "the shared data folder that dataset paths are relative to").default(
+        defaultDataRoot(),
+        "$FERKIT_DATA or ../shared/data",
+      ),
+    )
+    .option("--steps <n>", "override train.steps", positiveInt("--steps"))
+    .option("--seed <n>", "override seed", nonNegativeInt("--seed"))
+    .option("--lr <x>", "override optimizer.lr", positiveNumber("--lr"))
+    .option("--batch-size <n>", "override train.batchSize", positiveInt("--batch-size"))
+    .option("--threads <n>", "override threads", positiveInt("--threads"))
+    .option(
+      "--set <key=value>",
+      "override any config field by its dotted path (repeatable), e.g. --set train.emaDecay=0.99",
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option("--no-progress", "plain log lines instead of a progress bar")
+    .action(async (o: TrainFlags) => {
+      const { train } = await import("../train/trainer.js");
+      const log = (line: string): void => console.error(line);
+      let result;
+      if (o.resume !== undefined) {
+        if (o.preset || o.config || o.steps || o.seed !== undefined || o.lr || o.batchSize || o.set.length > 0) {
+          throw new ConfigError("--resume continues a run with its own config; it takes no config, preset or override");
+        }
+        result = await train({ runDir: o.resume, resume: true, dataRoot: o.data, log, progress: o.progress });
+      } else {
+        if (o.preset === undefined && o.config === undefined)
+          throw new ConfigError(`give --preset <name> (${presets().join(", ")}) or --config <file>`);
+        const raw =
+          o.preset !== undefined
+            ? existsSync(path.join(PRESETS_DIR, `${o.preset}.json`))
+              ? readJson(path.join(PRESETS_DIR, `${o.preset}.json`), "preset")
+              : (() => {
+                  throw new ConfigError(`unknown preset '${o.preset}' (allowed: ${presets().join(", ")})`);
+                })()
+            : readJson(o.config as string, "config");
+        const overrides: [string, unknown][] = [
+          ["train.steps", o.steps],
+          ["seed", o.seed],
+          ["optimizer.lr", o.lr],
+          ["train.batchSize", o.batchSize],
+          ["threads", o.threads],
+        ];
+        for (const [k, v] of overrides) if (v !== undefined) setField(raw, k, JSON.stringify(v));
+        for (const kv of o.set) {
+          const eq = kv.indexOf("=");
+          if (eq <= 0) throw new ConfigError(`--set expects key=value, got '${kv}'`);
+          setField(raw, kv.slice(0, eq), kv.slice(eq + 1));
+        }
+        const config = parseConfig(raw, o.preset ?? o.config);
+        const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+        const runDir = o.out ?? path.join(defaultRunsDir(), `${config.name}-${stamp}`);
+        log(`run folder: ${runDir}`);
+        result = await train({ config, runDir, dataRoot: o.data, log, progress: o.progress });
+      }
+      if (result.status === "interrupted") {
+        process.exitCode = 130;
+        return;
+      }
+      if (result.test !== null) {
+        const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+        console.log(
+          `test: accuracy ${pct(result.test.accuracy)}, macro-F1 ${pct(result.test.macroF1)} (n=${result.test.n}); best step ${result.best?.step}`,
+        );
+      }
+      console.log(`${result.step} steps, ${result.wallSeconds.toFixed(0)} s; run folder ${result.runDir}`);
+    });
+}
+
+/** The `eval` command. */
+export function evalCommand(): Command {
+  return new Command("eval")
+    .description("evaluate a trained model (run folder or model file) on a dataset split")
+    .requiredOption("--model <path>", "a run folder or a model .safetensors file written by ferkit")
+    .addOption(
+      new Option("--data <path>", "dataset folder or CSV").default(path.join(defaultDataRoot(), "fer2013"), "../shared/data/fer2013"),
+    )
+    .addOption(new Option("--format <name>", "data layout").choices(DATA_FORMATS.filter((f) => f !== "pool")).default("auto"))
+    .option("--frames <dir>", "abaw: the cropped_aligned/ folder")
+    .option("--split <name>", "split to evaluate", "PrivateTest")
+    .option("--tta", "average predictions with the horizontal flip", false)
+    .option("--json", "print one JSON object: accuracy, macro_f1, per_class, confusion_matrix, classes, n, ece", false)
+    .action(async (o: { model: string; data: string; format: DataFormat; frames?: string; split: string; tta: boolean; json: boolean }) => {
+      const { loadModelFile } = await import("../train/model_file.js");
+      const { model, card } = loadModelFile(o.model);
+      const opened = openData({ paths: [o.data], format: o.format, frames: o.frames, warn: (m) => console.error(`warning: ${m}`) });
+      if (opened.kind !== "labeled") throw new ConfigError("eval needs a labeled dataset");
+      const ds = opened.dataset;
+      // Map the dataset's labels into the model's label space by expression name.
+      const mapping = labelMapping(ds.space, labelSpaceFromNames("model", card.classes));
+      const unmapped = ds.space.classes.filter((_, i) => mapping[i] < 0);
+      if (unmapped.length === ds.space.classes.length)
+        throw new ConfigError(
+          `the model's classes (${card.classes.join(", ")}) share none with the dataset's (${ds.space.classes.join(", ")})`,
+        );
+      const [channels, size] = card.input;
+      const split = await prepareSplit(ds, o.split, {
+        size,
+        channels: channels as 1 | 3,
+        cacheDir: resolveCacheDir(".cache", PACKAGE_ROOT),
+        progress: !o.json,
+      });
+      const keep = [...split.labels.keys()].filter((i) => mapping[split.labels[i]] >= 0);
+      const per = channels * size * size;
+      const images = new Uint8Array(keep.length * per);
+      keep.forEach((i, k) => images.set(split.images.subarray(i * per, (i + 1) * per), k * per));
+      const labels = keep.map((i) => mapping[split.labels[i]]);
+      if (unmapped.length > 0)
+        console.error(`warning: ${split.n - keep.length} images of classes the model lacks (${unmapped.join(", ")}) are left out`);
+      const r = evaluate(model, { images, labels, shape: split.shape }, card.classes, { tta: o.tta });
+      model.dispose();
+      if (o.json) {
+        console.log(JSON.stringify(evalJson(r)));
+        return;
+      }
+      const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+      console.log(`${o.split} (n=${r.n}): accuracy ${pct(r.accuracy)}, macro-F1 ${pct(r.macroF1)}, ECE ${r.ece.toFixed(4)}`);
+      r.classes.forEach((c, i) => {
+        const s = r.perClass[i];
+        console.log(
+          `  ${c.padEnd(10)} P ${pct(s.precision).padStart(8)}  R ${pct(s.recall).padStart(8)}  F1 ${pct(s.f1).padStart(8)}  n ${s.support}`,
+        );
+      });
+    });
+}

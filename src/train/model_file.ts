@@ -1,0 +1,55 @@
+/**
+ * A trained model as one shareable file: its weights (PyTorch state_dict names) in
+ * safetensors, with the architecture, its options, the class names and the input shape
+ * in the metadata under `ferkit_model`, so `ferkit eval` and `ferkit predict` can
+ * rebuild it without the run folder.
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { createModel, isModelName, type ModelOptions } from "../models/index.js";
+import * as torch from "../torch/index.js";
+import type { nn } from "../torch/index.js";
+
+/** What a model file says about the model it holds. */
+export interface ModelCard {
+  /** Registry name, e.g. "vgg-fer". */
+  name: string;
+  options: ModelOptions;
+  /** Class names of the outputs, in order (the label space it was trained on). */
+  classes: string[];
+  /** `[C, H, W]` input shape. */
+  input: number[];
+}
+
+/** Writes `model`'s weights and `card` to `file` (atomically). */
+export function saveModelFile(file: string, model: nn.Module, card: ModelCard): void {
+  torch.saveSafetensors(file, model.stateDict(), { format: "pt", ferkit_model: JSON.stringify(card) });
+}
+
+/**
+ * Rebuilds a model from a model file, or from a run folder (its `model.safetensors`).
+ * @throws Error naming the file when it is missing, has no ferkit_model metadata, names an
+ *   unknown architecture, or its weights do not fit the architecture
+ */
+export function loadModelFile(fileOrRun: string): { model: nn.Module; card: ModelCard; file: string } {
+  const file = existsSync(fileOrRun) && !fileOrRun.endsWith(".safetensors") ? path.join(fileOrRun, "model.safetensors") : fileOrRun;
+  if (!existsSync(file)) throw new Error(`model file ${file} does not exist (a finished run folder holds model.safetensors)`);
+  const { tensors, metadata } = torch.loadSafetensors(file);
+  try {
+    if (metadata.ferkit_model === undefined)
+      throw new Error(`${file} has no ferkit_model metadata (architecture and classes); it was not written by ferkit`);
+    const card = JSON.parse(metadata.ferkit_model) as ModelCard;
+    if (!isModelName(card.name)) throw new Error(`${file} holds an unknown architecture '${card.name}'`);
+    const model = createModel(card.name, card.options);
+    try {
+      model.loadStateDict(tensors);
+    } catch (err) {
+      model.dispose();
+      throw new Error(`${file}: the weights do not fit a ${card.name}: ${(err as Error).message}`, { cause: err });
+    }
+    model.eval();
+    return { model, card, file };
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
