@@ -20,6 +20,8 @@ export interface ModelOptions {
   inChannels?: number;
   /** vgg-fer: dropout in the classifier (default 0.5). */
   dropout?: number;
+  /** vgg-fer: channel multiplier (default 1). */
+  width?: number;
   /** resnet18: `"imagenet"` (default, 112x112 input) or `"small"` (48x48 input). */
   stem?: ResNetStem;
 }
@@ -37,7 +39,7 @@ const REGISTRY: Record<ModelName, Entry> = {
   "vgg-fer": {
     description: "VGG with 4 stages of 2x(conv3x3+BN+ReLU)+maxpool, for 48x48 grayscale (Khaireddin & Chen 2021)",
     inputSize: (o) => [o.inChannels ?? 1, 48, 48],
-    create: (o) => new VggFer({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout }),
+    create: (o) => new VggFer({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout, width: o.width }),
   },
   resnet18: {
     description: "torchvision's ResNet-18; imagenet stem for 112x112 RGB, small stem for 48x48",

@@ -20,6 +20,11 @@ export interface VggFerOptions {
   dropout?: number;
   /** Side of the square input in pixels, a multiple of 16 (default 48). */
   inputSize?: number;
+  /**
+   * Channel multiplier of every conv stage and hidden layer (default 1: 64..512 channels,
+   * 1024 hidden units). 0.5 gives 32..256 and 512, about 4x fewer multiply-adds.
+   */
+  width?: number;
 }
 
 /** Output channels of the four conv stages. */
@@ -59,6 +64,10 @@ export class VggFer extends nn.Module {
     const inChannels = options.inChannels ?? 1;
     const dropout = options.dropout ?? 0.5;
     const inputSize = options.inputSize ?? 48;
+    const width = options.width ?? 1;
+    if (!(width > 0 && width <= 4)) throw new RangeError(`VggFer: width must be in (0, 4], got ${width}`);
+    const scaled = (n: number): number => Math.max(1, Math.round(n * width));
+    const hidden = scaled(VGG_FER_HIDDEN);
     if (!Number.isInteger(numClasses) || numClasses < 1)
       throw new RangeError(`VggFer: numClasses must be a positive integer, got ${numClasses}`);
     if (!Number.isInteger(inChannels) || inChannels < 1)
@@ -72,7 +81,8 @@ export class VggFer extends nn.Module {
 
     const layers: nn.Module[] = [];
     let c = inChannels;
-    for (const out of VGG_FER_STAGES) {
+    for (const stage of VGG_FER_STAGES) {
+      const out = scaled(stage);
       for (let k = 0; k < 2; k++) {
         layers.push(new nn.Conv2d(c, out, 3, { padding: 1 }), new nn.BatchNorm2d(out), new nn.ReLU());
         c = out;
@@ -86,13 +96,13 @@ export class VggFer extends nn.Module {
     this.classifier = this.registerModule(
       "classifier",
       new nn.Sequential(
-        new nn.Linear(flat, VGG_FER_HIDDEN),
+        new nn.Linear(flat, hidden),
         new nn.ReLU(),
         new nn.Dropout(dropout),
-        new nn.Linear(VGG_FER_HIDDEN, VGG_FER_HIDDEN),
+        new nn.Linear(hidden, hidden),
         new nn.ReLU(),
         new nn.Dropout(dropout),
-        new nn.Linear(VGG_FER_HIDDEN, numClasses),
+        new nn.Linear(hidden, numClasses),
       ),
     );
     this.initWeights();

@@ -58,6 +58,8 @@ export const TrainConfigSchema = z
       .object({
         name: z.enum(["vgg-fer", "resnet18"]).default("vgg-fer"),
         dropout: z.number().min(0).max(1).default(0.5),
+        /** vgg-fer: channel multiplier (1 = 64..512 channels). */
+        width: z.number().positive().max(4).default(1),
         stem: z.enum(["imagenet", "small"]).default("small"),
       })
       .strict()

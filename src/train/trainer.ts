@@ -179,6 +179,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     numClasses: classes.length,
     inChannels: trainSplit.shape[0],
     dropout: config.model.dropout,
+    width: config.model.width,
     stem: config.model.stem,
   };
   const model = createModel(config.model.name, modelOptions);
