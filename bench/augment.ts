@@ -16,7 +16,11 @@
  * The images are seeded noise (the ops' cost does not depend on the content).
  *
  * Each phase also reports how many cores other processes kept busy meanwhile (from
- * /proc/stat): on a shared machine, read the figures with that in mind.
+ * /proc/stat): on a shared machine, read the figures with that in mind. In particular, when
+ * another process holds a core, GNU OpenMP's spin-waiting makes every parallel op with 2
+ * threads wait for a descheduled thread: the main-thread views then take hundreds of ms
+ * (measured 575 ms against 20 ms with `OMP_WAIT_POLICY=passive`), while the worker
+ * (1 thread, no parallel regions) is unaffected.
  *
  * The last line printed is one JSON object:
  * `{"augment_ms","train_step_ms","ratio","worker_augment_ms","worker_compute_ms","overlap_train_step_ms","augment_cpu_ms","threads","other_load"}`,
