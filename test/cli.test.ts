@@ -2,7 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import sharp from "sharp";
 import path from "node:path";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
 
@@ -45,4 +47,19 @@ test("bad options fail with a message naming the option", () => {
   const c = run("first-run", "--classes", "happy,smug", "--steps", "1");
   assert.notEqual(c.status, 0);
   assert.match(c.stderr, /unknown fer2013 class 'smug'/);
+});
+
+test("augment-preview writes a PNG grid: a row per image, four columns", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "ferkit-preview-"));
+  try {
+    const out = path.join(dir, "grid.png");
+    const r = run("augment-preview", "--n", "3", "--out", out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /columns: original, weak 1, weak 2, strong/);
+    const meta = await sharp(out).metadata();
+    assert.equal(meta.format, "png");
+    assert.ok(meta.width !== undefined && meta.height !== undefined && meta.width > 4 * 48 && meta.height > 3 * 48);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

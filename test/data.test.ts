@@ -10,7 +10,8 @@ import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { readAbaw } from "../src/data/abaw.js";
 import { cachedImages } from "../src/data/cache.js";
-import { DataError, hideLabels, splitOf } from "../src/data/dataset.js";
+import { DataError, SkipLog, hideLabels, splitOf } from "../src/data/dataset.js";
+import { preparePool } from "../src/data/pool_prepare.js";
 import { ferplusMajority, readFer2013Dataset } from "../src/data/fer2013.js";
 import { readCsvList, readImageFolder, readImagePool } from "../src/data/folders.js";
 import { decodeBatch, decodeResized } from "../src/data/image.js";
@@ -281,6 +282,28 @@ describe("cache", () => {
     assert.equal(rebuilt.fromCache, false);
     assert.deepEqual(rebuilt.pixels, ok.pixels);
     assert.ok(existsSync(path.join(rebuilt.cachePath, "manifest.json")));
+  });
+});
+
+describe("pool preparation", () => {
+  test("photos are detected, aligned to 48x48 gray and cached; hidden labels and sources kept", async () => {
+    const lfw = readImagePool([path.join(dataRoot, "lfw")]).samples.slice(0, 26);
+    const samples = lfw.map((s, i) => ({ ...s, hiddenLabel: i % 7 }));
+    const pool = { name: "lfw26", samples, skipped: new SkipLog() };
+    const cacheDir = path.join(work, "poolcache");
+    const a = await preparePool(pool, { size: 48, channels: 1, cacheDir, progress: false });
+    assert.equal(a.fromCache, false);
+    assert.equal(a.n, 26, `no face in ${JSON.stringify(a.skipped)}`);
+    assert.deepEqual(a.shape, [1, 48, 48]);
+    assert.equal(a.images.length, 26 * 48 * 48);
+    assert.deepEqual(
+      [...a.hiddenLabels],
+      samples.map((s) => s.hiddenLabel),
+    );
+    assert.ok(a.sources.every((s) => s === "lfw"));
+    const b = await preparePool(pool, { size: 48, channels: 1, cacheDir, progress: false });
+    assert.equal(b.fromCache, true);
+    assert.deepEqual(b.images, a.images);
   });
 });
 

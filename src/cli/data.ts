@@ -3,6 +3,11 @@ import { Command, Option } from "commander";
 import { DATA_FORMATS, openData, type DataFormat } from "../data/open.js";
 import { formatSummary, summarize } from "../data/summary.js";
 import { createProgress } from "../util/progress.js";
+import { splitNames } from "../data/dataset.js";
+import { prepareSplit, resolveCacheDir } from "../data/prepare.js";
+import { preparePool } from "../data/pool_prepare.js";
+import { PACKAGE_ROOT } from "../torch/native.js";
+import { positiveInt } from "./options.js";
 
 /** The `data` command group. */
 export function dataCommand(): Command {
@@ -37,6 +42,63 @@ export function dataCommand(): Command {
         const summary = await summarize(target, (done) => progress?.update(done));
         progress?.stop();
         console.log(o.json ? JSON.stringify(summary) : formatSummary(summary));
+      },
+    );
+  data
+    .command("prepare")
+    .description("decode (and, for pools of photos, detect and align faces) into the image cache, with a progress bar")
+    .argument("<paths...>", "dataset folder or CSV file (several folders for a pool)")
+    .addOption(new Option("--format <name>", "data layout").choices(DATA_FORMATS).default("auto"))
+    .option("--frames <dir>", "abaw: the cropped_aligned/ folder")
+    .option("--size <px>", "output side in pixels", positiveInt("--size"), 48)
+    .addOption(new Option("--channels <n>", "1 (grayscale) or 3 (RGB)").choices(["1", "3"]).default("1"))
+    .addOption(
+      new Option("--align <mode>", "pools: detect and align faces, or resize photos that are already face crops")
+        .choices(["detect", "resize"])
+        .default("detect"),
+    )
+    .option("--cache <dir>", "cache folder", ".cache")
+    .option("--json", "print the counts as one JSON object", false)
+    .action(
+      async (
+        paths: string[],
+        o: {
+          format: DataFormat;
+          frames?: string;
+          size: number;
+          channels: "1" | "3";
+          align: "detect" | "resize";
+          cache: string;
+          json: boolean;
+        },
+      ) => {
+        const warn = (m: string): void => console.error(`warning: ${m}`);
+        const opened = openData({ paths, format: o.format, frames: o.frames, warn });
+        const common = {
+          size: o.size,
+          channels: Number(o.channels) as 1 | 3,
+          cacheDir: resolveCacheDir(o.cache, PACKAGE_ROOT),
+          progress: !o.json,
+        };
+        const t0 = performance.now();
+        const out: Record<string, unknown> = {};
+        if (opened.kind === "pool") {
+          const p = await preparePool(opened.pool, { ...common, align: o.align });
+          Object.assign(out, { images: p.n, skipped: { ...opened.pool.skipped.counts, ...p.skipped }, from_cache: p.fromCache });
+        } else {
+          for (const split of splitNames(opened.dataset)) {
+            const s = await prepareSplit(opened.dataset, split, common);
+            out[split] = { images: s.n, skipped: s.skipped };
+          }
+        }
+        out.seconds = (performance.now() - t0) / 1000;
+        if (o.json) console.log(JSON.stringify(out));
+        else
+          console.log(
+            Object.entries(out)
+              .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+              .join("\n"),
+          );
       },
     );
   return data;

@@ -89,6 +89,21 @@ program
     },
   );
 
+program
+  .command("augment-preview")
+  .description("write a PNG grid of FER2013 Training images with their weak and strong views")
+  .addOption(
+    new Option("--data <dir>", "the shared data folder holding fer2013/").default(defaultDataRoot(), "$FERKIT_DATA or ../shared/data"),
+  )
+  .option("--n <rows>", "number of images (rows)", positiveInt("--n"), 8)
+  .option("--seed <n>", "seed of the image choice and of the views", nonNegativeInt("--seed"), 0)
+  .option("--out <file>", "output PNG", "augment-preview.png")
+  .action(async (o: { data: string; n: number; seed: number; out: string }) => {
+    const { augmentPreviewFer2013 } = await import("../augment/preview.js");
+    const r = await augmentPreviewFer2013({ fer2013Dir: path.join(o.data, "fer2013"), n: o.n, seed: o.seed, out: o.out });
+    console.log(`wrote ${r.out} (${r.width}x${r.height} px; columns: ${r.columns.join(", ")})`);
+  });
+
 program.addCommand(trainCommand());
 program.addCommand(evalCommand());
 program.addCommand(dataCommand());

@@ -29,8 +29,8 @@ export interface ImageSet {
   skipped: Record<string, number>;
 }
 
-/** HWC interleaved to CHW planar. */
-function toPlanar(hwc: Uint8Array, pixels: number, channels: number): Uint8Array {
+/** Interleaved `[H, W, C]` pixels to planar `[C, H, W]` (a copy unless C = 1). */
+export function toPlanar(hwc: Uint8Array, pixels: number, channels: number): Uint8Array {
   if (channels === 1) return hwc;
   const out = new Uint8Array(hwc.length);
   for (let c = 0; c < channels; c++) for (let i = 0; i < pixels; i++) out[c * pixels + i] = hwc[i * channels + c];
