@@ -71,7 +71,8 @@ Napi::Value ToTypedArray(Napi::Env env, at::Tensor t) {
 
 // RAII guards of c10::InferenceMode, entered and left by explicit calls from JS.
 std::vector<std::unique_ptr<c10::InferenceMode>>& InferenceStack() {
-  static std::vector<std::unique_ptr<c10::InferenceMode>> stack;
+  // One stack per thread: inference mode is thread-local in libtorch, and workers load this addon too.
+  static thread_local std::vector<std::unique_ptr<c10::InferenceMode>> stack;
   return stack;
 }
 
