@@ -119,6 +119,23 @@ describe("training runs", () => {
     assert.ok(j.accuracy > 0 && j.accuracy <= 1);
   });
 
+  test("Ctrl-C (SIGINT) saves a checkpoint and exits 130; the run then resumes to the end", async () => {
+    const run = path.join(work, "sigint");
+    const child = spawn(process.execPath, [bin, "train", "--config", tinyConfig(), "--out", run, "--no-progress"], { stdio: "ignore" });
+    const last = path.join(run, "checkpoints", "last.safetensors");
+    for (let i = 0; i < 600 && !existsSync(last); i++) await sleep(100);
+    child.kill("SIGINT");
+    const code = await new Promise((resolve) => child.once("exit", (c) => resolve(c)));
+    assert.equal(code, 130);
+    assert.ok(readJsonl(path.join(run, "log.jsonl")).some((e) => e.event === "interrupted"));
+    const resumed = cli("train", "--resume", run, "--no-progress");
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.ok(existsSync(path.join(run, "metrics.json")));
+    const again = cli("train", "--resume", run);
+    assert.equal(again.status, 2);
+    assert.match(again.stderr, /already finished/);
+  });
+
   test("a checkpoint write killed halfway leaves the previous checkpoint valid", async () => {
     const run = path.join(work, "full");
     const file = path.join(run, "checkpoints", "last.safetensors");

@@ -39,7 +39,7 @@ export function dataCommand(): Command {
         const target = opened.kind === "labeled" ? opened.dataset : opened.pool;
         const total = target.samples.length;
         const progress = o.json ? null : createProgress("reading", total);
-        const summary = await summarize(target, (done) => progress?.update(done));
+        const summary = await summarize(target, (done) => progress?.update(done), warn);
         progress?.stop();
         console.log(o.json ? JSON.stringify(summary) : formatSummary(summary));
       },

@@ -170,6 +170,10 @@ export function readFer2013Dataset(root: string, o: Fer2013Options = {}): Labele
         continue;
       }
       label = Number(r.fer2013_emotion);
+      if (!Number.isInteger(label) || label < 0 || label >= FER2013.classes.length) {
+        skipped.add("invalid_label", where, `fer2013_emotion '${r.fer2013_emotion}' (allowed: 0..6)`);
+        continue;
+      }
     }
     if (leaked.has(r.image)) {
       skipped.add("duplicate_of_test_image", r.image, "", true);

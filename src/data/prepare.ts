@@ -5,7 +5,7 @@
  */
 import path from "node:path";
 import { cachedImages } from "./cache.js";
-import type { LabeledDataset, LabeledSample } from "./dataset.js";
+import { DataError, type LabeledDataset, type LabeledSample } from "./dataset.js";
 import { decodeBatch } from "./image.js";
 import { Rng, shuffleInPlace } from "./sampler.js";
 import { createProgress } from "../util/progress.js";
@@ -37,6 +37,8 @@ export interface PrepareOptions {
   limit?: number;
   /** Seed of the `limit` selection (default 0). */
   limitSeed?: number;
+  /** Receives a line naming each file that could not be decoded. */
+  warn?: (message: string) => void;
 }
 
 /** Number of bytes of one image. */
@@ -65,11 +67,15 @@ export async function prepareSplit(ds: LabeledDataset, split: string, o: Prepare
     settings: { mode: "resize", size: o.size, channels: o.channels, fit: "cover" },
     produce: async (f) => {
       const bar = o.progress === false ? null : createProgress(`decoding ${ds.name} ${split}`, f.length);
-      const out = await decodeBatch(f, o.size, o.channels, { onProgress: (d) => bar?.update(d) });
+      const out = await decodeBatch(f, o.size, o.channels, {
+        onProgress: (d) => bar?.update(d),
+        onSkip: (file, reason) => o.warn?.(`skipped ${file}: ${reason}`),
+      });
       bar?.stop();
       return out;
     },
   });
+  if (set.n === 0) throw new DataError(`dataset ${ds.name}: none of the ${files.length} images of split '${split}' could be read`);
   const labels = Int32Array.from(set.sourceIndex, (i) => samples[i].label);
   return {
     images: set.pixels,

@@ -17,7 +17,7 @@ export interface DataSummary {
   skipped: Record<string, number>;
   /** Usable images. */
   total: number;
-  /** "WxH" (pixels) -> count, with files that sharp could not read under "unreadable". */
+  /** "WxH" (pixels) -> count of the readable images. */
   sizes: Record<string, number>;
   /** Byte-identical files: number of groups, files in them, and groups that span splits. */
   duplicates: { groups: number; files: number; crossSplitGroups: number };
@@ -44,16 +44,12 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 export async function summarize(
   data: LabeledDataset | UnlabeledPool,
   onProgress?: (done: number, total: number) => void,
+  warn?: (message: string) => void,
 ): Promise<DataSummary> {
   const labeled = "space" in data;
   const entries = labeled
     ? data.samples.map((s) => ({ path: s.path, split: s.split, cls: data.space.classes[s.label] }))
     : data.samples.map((s) => ({ path: s.path, split: s.source, cls: "unlabeled" }));
-  const splits: Record<string, Record<string, number>> = {};
-  for (const e of entries) {
-    const row = (splits[e.split] ??= labeled ? Object.fromEntries(data.space.classes.map((c) => [c, 0])) : {});
-    row[e.cls] = (row[e.cls] ?? 0) + 1;
-  }
   let done = 0;
   const info = await mapLimit(entries, 16, async (e) => {
     const bytes = await readFile(e.path).catch(() => null);
@@ -68,17 +64,32 @@ export async function summarize(
           size = `${m.width}x${m.height}`;
         }
       } catch {
-        // reported as "unreadable" in sizes
+        // counted as skipped below
       }
     }
     onProgress?.(++done, entries.length);
     return { size, hash: bytes === null ? null : createHash("sha1").update(bytes).digest("hex") };
   });
+  // Only images that decode count; the others are skipped, named and counted.
+  const splits: Record<string, Record<string, number>> = {};
+  const skipped: Record<string, number> = { ...data.skipped.counts };
+  let usable = 0;
+  info.forEach((x, i) => {
+    const e = entries[i];
+    if (x.size === "unreadable") {
+      skipped.unreadable_image = (skipped.unreadable_image ?? 0) + 1;
+      warn?.(`skipped ${e.path}: unreadable_image`);
+      return;
+    }
+    usable++;
+    const row = (splits[e.split] ??= labeled ? Object.fromEntries(data.space.classes.map((c) => [c, 0])) : {});
+    row[e.cls] = (row[e.cls] ?? 0) + 1;
+  });
   const sizes: Record<string, number> = {};
   const bySplit = new Map<string, { count: number; splits: Set<string> }>();
   info.forEach((x, i) => {
+    if (x.size === "unreadable" || x.hash === null) return;
     sizes[x.size] = (sizes[x.size] ?? 0) + 1;
-    if (x.hash === null) return;
     const g = bySplit.get(x.hash) ?? { count: 0, splits: new Set<string>() };
     g.count++;
     g.splits.add(entries[i].split);
@@ -96,8 +107,8 @@ export async function summarize(
   return {
     name: data.name,
     splits,
-    skipped: { ...data.skipped.counts },
-    total: entries.length,
+    skipped,
+    total: usable,
     sizes: Object.fromEntries(Object.entries(sizes).sort((a, b) => b[1] - a[1])),
     duplicates: { groups: dupGroups, files: dupFiles, crossSplitGroups: cross },
   };

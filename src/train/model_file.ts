@@ -4,10 +4,11 @@
  * in the metadata under `ferkit_model`, so `ferkit eval` and `ferkit predict` can
  * rebuild it without the run folder.
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { createModel, isModelName, type ModelOptions } from "../models/index.js";
 import * as torch from "../torch/index.js";
+import { ConfigError } from "./config.js";
 import type { nn } from "../torch/index.js";
 
 /** What a model file says about the model it holds. */
@@ -28,24 +29,36 @@ export function saveModelFile(file: string, model: nn.Module, card: ModelCard): 
 
 /**
  * Rebuilds a model from a model file, or from a run folder (its `model.safetensors`).
- * @throws Error naming the file when it is missing, has no ferkit_model metadata, names an
- *   unknown architecture, or its weights do not fit the architecture
+ * @throws ConfigError naming the file when it is missing, is not safetensors, is a checkpoint,
+ *   has no model card, names an unknown architecture, or its weights do not fit it
  */
 export function loadModelFile(fileOrRun: string): { model: nn.Module; card: ModelCard; file: string } {
-  const file = existsSync(fileOrRun) && !fileOrRun.endsWith(".safetensors") ? path.join(fileOrRun, "model.safetensors") : fileOrRun;
-  if (!existsSync(file)) throw new Error(`model file ${file} does not exist (a finished run folder holds model.safetensors)`);
-  const { tensors, metadata } = torch.loadSafetensors(file);
+  const file = existsSync(fileOrRun) && statSync(fileOrRun).isDirectory() ? path.join(fileOrRun, "model.safetensors") : fileOrRun;
+  if (!existsSync(file))
+    throw new ConfigError(`model file ${file} does not exist (a finished \`ferkit train\` run folder holds model.safetensors)`);
+  let loaded;
   try {
-    if (metadata.ferkit_model === undefined)
-      throw new Error(`${file} has no ferkit_model metadata (architecture and classes); it was not written by ferkit`);
+    loaded = torch.loadSafetensors(file);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, { cause: err });
+  }
+  const { tensors, metadata } = loaded;
+  try {
+    if (metadata.ferkit_checkpoint !== undefined)
+      throw new ConfigError(`${file} is a training checkpoint; pass the run folder or its model.safetensors`);
+    if (metadata.ferkit_model === undefined) {
+      throw new ConfigError(
+        `${file} has no model card (architecture and classes in its metadata); models written by \`ferkit train\` have one`,
+      );
+    }
     const card = JSON.parse(metadata.ferkit_model) as ModelCard;
-    if (!isModelName(card.name)) throw new Error(`${file} holds an unknown architecture '${card.name}'`);
+    if (!isModelName(card.name)) throw new ConfigError(`${file} holds an unknown architecture '${card.name}'`);
     const model = createModel(card.name, card.options);
     try {
       model.loadStateDict(tensors);
     } catch (err) {
       model.dispose();
-      throw new Error(`${file}: the weights do not fit a ${card.name}: ${(err as Error).message}`, { cause: err });
+      throw new ConfigError(`${file}: the weights do not fit a ${card.name}: ${(err as Error).message}`, { cause: err });
     }
     model.eval();
     return { model, card, file };

@@ -22,7 +22,7 @@ import { PACKAGE_ROOT } from "../torch/native.js";
 import { createProgress, silentProgress, type Progress } from "../util/progress.js";
 import { Supervised, type Algorithm } from "./algorithm.js";
 import { disposeCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
-import { parseConfig, type TrainConfig } from "./config.js";
+import { ConfigError, parseConfig, type TrainConfig } from "./config.js";
 import { EmaTeacher } from "./ema.js";
 import { saveModelFile } from "./model_file.js";
 
@@ -111,7 +111,7 @@ function buildSchedule(c: TrainConfig): torch.optim.LrLambda {
 /** Reads the resolved config of an existing run. @throws Error when the folder holds no run */
 export function readRunConfig(runDir: string): TrainConfig {
   const file = path.join(runDir, "config.json");
-  if (!existsSync(file)) throw new Error(`${runDir} is not a ferkit run (no config.json)`);
+  if (!existsSync(file)) throw new ConfigError(`${runDir} is not a ferkit run (no config.json)`);
   return parseConfig(JSON.parse(readFileSync(file, "utf8")), file);
 }
 
@@ -134,7 +134,13 @@ export async function loadTrainData(
   if (opened.kind !== "labeled") throw new Error("training data must be a labeled dataset");
   const ds = opened.dataset;
   const [channels, size] = defaultInputSize(config.model.name, { stem: config.model.stem });
-  const o = { size, channels: channels as 1 | 3, cacheDir: resolveCacheDir(config.data.cacheDir, PACKAGE_ROOT), progress };
+  const o = {
+    size,
+    channels: channels as 1 | 3,
+    cacheDir: resolveCacheDir(config.data.cacheDir, PACKAGE_ROOT),
+    progress,
+    warn: (m: string) => log(`warning: ${m}`),
+  };
   const lim = config.data.limits;
   const limited = (limit: number | null) => ({ ...o, limit: limit ?? undefined, limitSeed: config.seed });
   const train = await prepareSplit(ds, config.data.trainSplit, limited(lim.train));
@@ -156,20 +162,25 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let config: TrainConfig;
   if (o.resume) {
     config = readRunConfig(o.runDir);
-    if (!existsSync(lastFile)) throw new Error(`${o.runDir} has no checkpoint to resume from (${lastFile})`);
+    if (!existsSync(lastFile)) throw new ConfigError(`${o.runDir} has no checkpoint to resume from (${lastFile}); start a new run instead`);
+    if (existsSync(path.join(o.runDir, "metrics.json")))
+      throw new ConfigError(`${o.runDir} has already finished (see its metrics.json); nothing to resume`);
   } else {
     if (o.config === undefined) throw new Error("train: a config is needed for a new run");
     config = o.config;
     if (existsSync(path.join(o.runDir, "config.json")))
-      throw new Error(`${o.runDir} already holds a run; resume it with --resume or choose another --out`);
-    mkdirSync(ckptDir, { recursive: true });
-    writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+      throw new ConfigError(`${o.runDir} already holds a run; resume it with --resume or choose another --out`);
   }
   const runLog = new RunLog(path.join(o.runDir, "log.jsonl"));
   torch.setNumThreads(config.threads);
   torch.manualSeed(config.seed);
 
   const data = await loadTrainData(config, o.dataRoot, log, o.progress !== false);
+  if (!o.resume) {
+    // Written only once the data loaded, so a run that could not start leaves no run folder behind.
+    mkdirSync(ckptDir, { recursive: true });
+    writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+  }
   const { classes, train: trainSplit, val } = data;
   log(
     `data: ${trainSplit.n} ${config.data.trainSplit}, ${val.n} ${config.data.valSplit}${data.test ? `, ${data.test.n} ${config.data.testSplit}` : ""} images of [${trainSplit.shape.join(", ")}]`,
@@ -251,6 +262,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   model.train();
   try {
     while (step < config.train.steps) {
+      // Let the event loop run (a few microseconds) so a Ctrl-C handler can set its flag.
+      await new Promise((resolve) => setImmediate(resolve));
       if (interrupted || (o.stopAfter !== undefined && stepsThisRun >= o.stopAfter)) {
         save(lastFile);
         runLog.write({ event: "interrupted", step });
@@ -290,7 +303,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       if (!Number.isFinite(lossValue)) {
         runLog.write({ event: "nonfinite_loss", step: step + 1, loss: String(lossValue) });
         throw new NonFiniteLossError(
-          `the loss became ${lossValue} at step ${step + 1}; the run stopped and its last good checkpoint is ${existsSync(lastFile) ? lastFile : "(none yet)"}. Lower the learning rate and start a new run, or resume from the checkpoint.`,
+          `the loss became ${lossValue} at step ${step + 1}; the run stopped. ${existsSync(lastFile) ? `Its last good checkpoint is ${lastFile}.` : "It had no checkpoint yet."} Lower the learning rate and start a new run.`,
         );
       }
       schedule.step();
