@@ -8,7 +8,7 @@ import { prepareSplit, resolveCacheDir } from "../data/prepare.js";
 import { evalJson, evaluate } from "../eval/evaluate.js";
 import { defaultDataRoot, defaultRunsDir } from "../paths.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
-import { ConfigError, PRESETS_DIR, parseConfig, setField } from "../train/config.js";
+import { ALGORITHMS, ConfigError, PRESETS_DIR, parseConfig, setField } from "../train/config.js";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
 
 function presets(): string[] {
@@ -38,6 +38,7 @@ interface TrainFlags {
   lr?: number;
   batchSize?: number;
   threads?: number;
+  algorithm?: string;
   set: string[];
   progress: boolean;
 }
@@ -61,6 +62,9 @@ export function trainCommand(): Command {
     .option("--lr <x>", "override optimizer.lr", positiveNumber("--lr"))
     .option("--batch-size <n>", "override train.batchSize", positiveInt("--batch-size"))
     .option("--threads <n>", "override threads", positiveInt("--threads"))
+    .addOption(
+      new Option("--algorithm <name>", "override the algorithm (its constants take that algorithm's defaults)").choices(ALGORITHMS),
+    )
     .option(
       "--set <key=value>",
       "override any config field by its dotted path (repeatable), e.g. --set train.emaDecay=0.99",
@@ -73,7 +77,7 @@ export function trainCommand(): Command {
       const log = (line: string): void => console.error(line);
       let result;
       if (o.resume !== undefined) {
-        if (o.preset || o.config || o.steps || o.seed !== undefined || o.lr || o.batchSize || o.set.length > 0) {
+        if (o.preset || o.config || o.steps || o.seed !== undefined || o.lr || o.batchSize || o.algorithm || o.set.length > 0) {
           throw new ConfigError("--resume continues a run with its own config; it takes no config, preset or override");
         }
         result = await train({ runDir: o.resume, resume: true, dataRoot: o.data, log, progress: o.progress });
@@ -95,6 +99,9 @@ export function trainCommand(): Command {
           ["train.batchSize", o.batchSize],
           ["threads", o.threads],
         ];
+        // Another algorithm replaces the whole section: its constants differ from the preset's.
+        const current = (raw.algorithm as { name?: unknown } | undefined)?.name ?? "supervised";
+        if (o.algorithm !== undefined && o.algorithm !== current) raw.algorithm = { name: o.algorithm };
         for (const [k, v] of overrides) if (v !== undefined) setField(raw, k, JSON.stringify(v));
         for (const kv of o.set) {
           const eq = kv.indexOf("=");

@@ -2,7 +2,7 @@
  * The model zoo and its registry (in the spirit of timm's `create_model`): a model is
  * created by name, and each name knows the input size it was designed for.
  */
-import type { nn } from "../torch/index.js";
+import type { nn, Tensor } from "../torch/index.js";
 import { resnet18, type ResNetStem } from "./resnet.js";
 import { VggFer } from "./vgg_fer.js";
 
@@ -83,4 +83,14 @@ export function defaultInputSize(name: string, options: ModelOptions = {}): Inpu
 /** A one-line description of a registered model. */
 export function describeModel(name: string): string {
   return entry(name).description;
+}
+
+/** A model that can also return its penultimate representation (every zoo model can). */
+export interface FeatureModel {
+  forwardWithFeatures(x: Tensor): { logits: Tensor; features: Tensor };
+}
+
+/** Whether `model` offers {@link FeatureModel.forwardWithFeatures}. */
+export function hasFeatures(model: nn.Module): model is nn.Module & FeatureModel {
+  return typeof (model as Partial<FeatureModel>).forwardWithFeatures === "function";
 }

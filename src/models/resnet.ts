@@ -153,13 +153,8 @@ export class ResNet extends nn.Module {
     return new nn.Sequential(...list);
   }
 
-  /**
-   * @param x `[N, inChannels, H, W]` float32; 112x112 for the imagenet stem (3x3 before
-   *   pooling), 48x48 for the small stem (6x6 before pooling); any size works thanks to
-   *   the global average pooling
-   * @returns `[N, numClasses]` logits
-   */
-  forward(x: Tensor): Tensor {
+  /** The globally pooled features `[N, 512]` of `x` `[N, inChannels, H, W]`. */
+  private pooledFeatures(x: Tensor): Tensor {
     const a = this.conv1.forward(x);
     const b = this.bn1.forward(a);
     a.dispose();
@@ -179,9 +174,30 @@ export class ResNet extends nn.Module {
     h.dispose();
     const flat = pooled.flatten(1);
     pooled.dispose();
+    return flat;
+  }
+
+  /**
+   * @param x `[N, inChannels, H, W]` float32; 112x112 for the imagenet stem (3x3 before
+   *   pooling), 48x48 for the small stem (6x6 before pooling); any size works thanks to
+   *   the global average pooling
+   * @returns `[N, numClasses]` logits
+   */
+  forward(x: Tensor): Tensor {
+    const flat = this.pooledFeatures(x);
     const out = this.fc.forward(flat);
     flat.dispose();
     return out;
+  }
+
+  /**
+   * The logits and the globally pooled features, for losses on features such as Ada-CM's
+   * contrastive loss.
+   * @returns logits `[N, numClasses]`, features `[N, 512]`
+   */
+  forwardWithFeatures(x: Tensor): { logits: Tensor; features: Tensor } {
+    const features = this.pooledFeatures(x);
+    return { logits: this.fc.forward(features), features };
   }
 }
 

@@ -137,4 +137,23 @@ export class VggFer extends nn.Module {
     flat.dispose();
     return out;
   }
+
+  /**
+   * The logits and the penultimate representation (the last hidden layer, after its ReLU
+   * and dropout), for losses on features such as Ada-CM's contrastive loss.
+   * @param x `[N, inChannels, inputSize, inputSize]` float32
+   * @returns logits `[N, numClasses]`, features `[N, hidden]`
+   */
+  forwardWithFeatures(x: Tensor): { logits: Tensor; features: Tensor } {
+    const f = this.features.forward(x);
+    let h = f.flatten(1);
+    f.dispose();
+    const layers = this.classifier.layers;
+    for (const layer of layers.slice(0, -1)) {
+      const next = layer.forward(h);
+      if (next !== h) h.dispose();
+      h = next;
+    }
+    return { logits: layers[layers.length - 1].forward(h), features: h };
+  }
 }

@@ -23,6 +23,99 @@ const dataSource = z
   })
   .strict();
 
+const lambdaU = (d: number) => z.number().min(0).default(d);
+const uratio = (d: number) => z.number().int().positive().default(d);
+const probability = (d: number) => z.number().min(0).max(1).default(d);
+
+/**
+ * The training algorithm and its constants, with each paper's defaults (GUIDE sections 4
+ * and 5; USB's configs for the baselines). `uratio` (mu) is the number of unlabeled images
+ * per labeled image in a step.
+ */
+const algorithmSchema = z.discriminatedUnion("name", [
+  z.object({ name: z.literal("supervised") }).strict(),
+  z
+    .object({
+      name: z.literal("fixmatch"),
+      /** Fixed confidence threshold tau. */
+      tau: probability(0.95),
+      lambdaU: lambdaU(1),
+      uratio: uratio(7),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("flexmatch"),
+      /** Upper threshold tau, scaled per class by the learning effect. */
+      tau: probability(0.95),
+      /** Count unrecorded samples in the normalisation (FlexMatch's threshold warm-up). */
+      thresholdWarmup: z.boolean().default(true),
+      lambdaU: lambdaU(1),
+      uratio: uratio(7),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("freematch"),
+      /** Momentum of the running averages of confidence and class probabilities. */
+      emaP: z.number().min(0).lt(1).default(0.999),
+      /** Weight of the class-fairness loss (USB's ent_loss_ratio). */
+      lambdaF: z.number().min(0).default(0.01),
+      lambdaU: lambdaU(1),
+      uratio: uratio(7),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("adacm"),
+      /** Lowest threshold, and the value of a class with no correct labeled sample. */
+      tauMin: probability(0.8),
+      /** Scale of mu_c in tau_c = max(tauMin, scale mu_c sigmoid(epoch)). */
+      scale: z.number().positive().default(0.97),
+      lambdaX: z.number().min(0).default(0.5),
+      lambdaU: lambdaU(1),
+      /** Weight of the contrastive loss on low-confidence images. */
+      lambdaC: z.number().min(0).default(0.1),
+      temperature: z.number().positive().default(0.07),
+      /** "contrastive" (the paper) or "drop" (low-confidence images are not used). */
+      lowConfidence: z.enum(["contrastive", "drop"]).default("contrastive"),
+      uratio: uratio(1),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("dtm"),
+      /** Starting threshold of every class. */
+      tauInit: probability(0.8),
+      /** mu_c must reach this for the moving average to apply. */
+      muMin: probability(0.8),
+      /** Threshold after an epoch where a class had no correct sample or mu_c < muMin. */
+      tauReset: probability(0.8),
+      /** Weight of the old threshold: tau_c <- momentum tau_c + (1 - momentum) mu_c. */
+      momentum: z.number().min(0).max(1).default(0.9),
+      /** false keeps every tau at tauInit (the fixed-threshold ablation). */
+      dynamic: z.boolean().default(true),
+      /** Weak views averaged into the pseudo-label. */
+      weakViews: z.number().int().min(1).max(4).default(2),
+      lambdaU: lambdaU(0.5),
+      uratio: uratio(1),
+    })
+    .strict(),
+]);
+
+/** Names of the training algorithms. */
+export const ALGORITHMS = ["supervised", "fixmatch", "flexmatch", "freematch", "adacm", "dtm"] as const;
+
+/** An external pool of unlabeled face photos. */
+const poolSource = z
+  .object({
+    /** Folder of photos; relative paths are resolved against the shared data folder. */
+    path: z.string(),
+    /** "detect": find, align and crop the largest face; "resize": the photos are face crops already. */
+    align: z.enum(["detect", "resize"]).default("detect"),
+  })
+  .strict();
+
 /** Schema of a training configuration. */
 export const TrainConfigSchema = z
   .object({
@@ -51,9 +144,24 @@ export const TrainConfigSchema = z
           .prefault({}),
         /** Draw labeled batches class-balanced instead of uniformly. */
         balanced: z.boolean().default(false),
+        /** Keep only this many labels per class of the train split (seeded choice); null keeps all. */
+        labelsPerClass: z.number().int().positive().nullable().default(null),
+        /** Unlabeled data for semi-supervised algorithms. */
+        unlabeled: z
+          .object({
+            /** The train split's images with labels hidden (with labelsPerClass: the images whose labels were dropped). */
+            trainSplit: z.boolean().default(false),
+            /** External pools of face photos. */
+            pools: z.array(poolSource).default([]),
+            /** Use at most this many unlabeled images (seeded choice); null for all. */
+            limit: z.number().int().positive().nullable().default(null),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
+    algorithm: algorithmSchema.prefault({ name: "supervised" }),
     model: z
       .object({
         name: z.enum(["vgg-fer", "resnet18"]).default("vgg-fer"),
@@ -61,6 +169,8 @@ export const TrainConfigSchema = z
         /** vgg-fer: channel multiplier (1 = 64..512 channels). */
         width: z.number().positive().max(4).default(1),
         stem: z.enum(["imagenet", "small"]).default("small"),
+        /** Start from these weights: a finished run folder or a model.safetensors (same architecture and classes); null: random init. */
+        init: z.string().nullable().default(null),
       })
       .strict()
       .prefault({}),
@@ -115,7 +225,16 @@ export const TrainConfigSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    const u = c.data.unlabeled;
+    if (c.algorithm.name !== "supervised" && !u.trainSplit && u.pools.length === 0)
+      ctx.addIssue({
+        code: "custom",
+        path: ["data", "unlabeled"],
+        message: `algorithm '${c.algorithm.name}' needs unlabeled data: set data.unlabeled.trainSplit to true or list data.unlabeled.pools`,
+      });
+  });
 
 /** A complete, validated training configuration. */
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;
@@ -126,11 +245,44 @@ export class ConfigError extends Error {
 }
 
 /**
- * Validates `raw` and fills defaults.
+ * Defaults that depend on the algorithm, applied where a config leaves the whole section
+ * out: DTM and Ada-CM train with Adam at a constant 5e-4 as their reference codes do; the
+ * FixMatch family with SGD (Nesterov, momentum 0.9, lr 0.03, weight decay 5e-4) and
+ * FixMatch's cosine decay, as USB does.
+ */
+export const ALGORITHM_DEFAULTS: Record<(typeof ALGORITHMS)[number], { optimizer?: object; schedule?: object }> = {
+  supervised: {},
+  fixmatch: {
+    optimizer: { name: "sgd", lr: 0.03, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+    schedule: { name: "fixmatch-cosine" },
+  },
+  flexmatch: {
+    optimizer: { name: "sgd", lr: 0.03, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+    schedule: { name: "fixmatch-cosine" },
+  },
+  freematch: {
+    optimizer: { name: "sgd", lr: 0.03, momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+    schedule: { name: "fixmatch-cosine" },
+  },
+  adacm: { optimizer: { name: "adam", lr: 5e-4, weightDecay: 0 }, schedule: { name: "constant" } },
+  dtm: { optimizer: { name: "adam", lr: 5e-4, weightDecay: 0 }, schedule: { name: "constant" } },
+};
+
+function withAlgorithmDefaults(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return raw;
+  const r = raw as Record<string, unknown>;
+  const name = (r.algorithm as { name?: unknown } | undefined)?.name;
+  if (typeof name !== "string" || !(name in ALGORITHM_DEFAULTS)) return raw;
+  const d = ALGORITHM_DEFAULTS[name as keyof typeof ALGORITHM_DEFAULTS];
+  return { ...r, optimizer: r.optimizer ?? d.optimizer, schedule: r.schedule ?? d.schedule };
+}
+
+/**
+ * Validates `raw` and fills defaults (including {@link ALGORITHM_DEFAULTS}).
  * @throws ConfigError listing each bad field as `path: message` (zod's message names the allowed values)
  */
 export function parseConfig(raw: unknown, source = "config"): TrainConfig {
-  const r = TrainConfigSchema.safeParse(raw);
+  const r = TrainConfigSchema.safeParse(withAlgorithmDefaults(raw));
   if (r.success) return r.data;
   const problems = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
   throw new ConfigError(`${source}: invalid configuration: ${problems.join("; ")}`);

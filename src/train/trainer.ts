@@ -13,18 +13,20 @@ import path from "node:path";
 import { makeViews } from "../augment/views.js";
 import { openData } from "../data/open.js";
 import { gatherImages, prepareSplit, resolveCacheDir, type PreparedSplit } from "../data/prepare.js";
-import { ClassBalancedSampler, RandomSampler, Rng, type SamplerState } from "../data/sampler.js";
-import { evalJson, evaluate, type EvalResult } from "../eval/evaluate.js";
+import { ClassBalancedSampler, RandomSampler, Rng, fewLabelSplit, type SamplerState } from "../data/sampler.js";
+import { evalJson, evaluate, predictProbs, type EvalResult } from "../eval/evaluate.js";
 import { createModel, defaultInputSize } from "../models/index.js";
 import * as torch from "../torch/index.js";
 import type { nn } from "../torch/index.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { createProgress, silentProgress, type Progress } from "../util/progress.js";
-import { Supervised, type Algorithm } from "./algorithm.js";
+import { createAlgorithm, type Algorithm, type LabeledPredictions, type UnlabeledBatch } from "../ssl/index.js";
 import { disposeCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { ConfigError, parseConfig, type TrainConfig } from "./config.js";
 import { EmaTeacher } from "./ema.js";
-import { saveModelFile } from "./model_file.js";
+import { loadModelFile, saveModelFile } from "./model_file.js";
+import { PseudoStats, type PseudoCounters } from "./pseudo_stats.js";
+import { loadUnlabeledSet, subsetSplit, type UnlabeledSet } from "./unlabeled.js";
 
 const { optim } = torch;
 
@@ -68,6 +70,8 @@ interface LoopState {
   sampler: SamplerState | null;
   augmentRng: number[];
   balancedRng: number[] | null;
+  unlabeledSampler: SamplerState | null;
+  pseudo: PseudoCounters | null;
   wallSeconds: number;
 }
 
@@ -106,6 +110,24 @@ function buildSchedule(c: TrainConfig): torch.optim.LrLambda {
   if (c.schedule.name === "constant") return optim.constantSchedule();
   if (c.schedule.name === "fixmatch-cosine") return optim.fixmatchCosine(c.train.steps);
   return optim.cosineWithWarmup(c.train.steps, c.schedule.warmupSteps, c.schedule.minFactor);
+}
+
+/**
+ * Copies the weights of a trained model (run folder or model file) into `model`.
+ * @throws ConfigError when the file is missing or holds another architecture, width or label space
+ */
+function initWeights(model: nn.Module, from: string, config: TrainConfig, classes: string[]): void {
+  const init = loadModelFile(from);
+  try {
+    const c = init.card;
+    if (c.name !== config.model.name || c.classes.join(",") !== classes.join(",") || (c.options.width ?? 1) !== config.model.width)
+      throw new ConfigError(
+        `model.init ${init.file} is a ${c.name} (width ${c.options.width ?? 1}) over [${c.classes.join(", ")}]; this run trains a ${config.model.name} (width ${config.model.width}) over [${classes.join(", ")}]`,
+      );
+    torch.noGrad(() => model.loadStateDict(init.model.stateDict()));
+  } finally {
+    init.model.dispose();
+  }
 }
 
 /** Reads the resolved config of an existing run. @throws Error when the folder holds no run */
@@ -181,9 +203,29 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     mkdirSync(ckptDir, { recursive: true });
     writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
   }
-  const { classes, train: trainSplit, val } = data;
+  const { classes, val } = data;
+  const perClass = config.data.labelsPerClass;
+  const few = perClass === null ? null : fewLabelSplit([...data.train.labels], perClass, config.seed);
+  const trainSplit = few === null ? data.train : subsetSplit(data.train, few.labeled);
+  const usesUnlabeled = config.algorithm.name !== "supervised";
+  const unlabeled: UnlabeledSet | null = usesUnlabeled
+    ? await loadUnlabeledSet({
+        config,
+        dataRoot: o.dataRoot,
+        cacheDir: resolveCacheDir(config.data.cacheDir, PACKAGE_ROOT),
+        train: data.train,
+        trainIndices: few === null ? [...data.train.labels.keys()] : few.unlabeled,
+        log,
+        progress: o.progress !== false,
+      })
+    : null;
   log(
-    `data: ${trainSplit.n} ${config.data.trainSplit}, ${val.n} ${config.data.valSplit}${data.test ? `, ${data.test.n} ${config.data.testSplit}` : ""} images of [${trainSplit.shape.join(", ")}]`,
+    `data: ${trainSplit.n} ${config.data.trainSplit}${few === null ? "" : ` (${perClass} labels per class)`}, ${val.n} ${config.data.valSplit}${data.test ? `, ${data.test.n} ${config.data.testSplit}` : ""} images of [${trainSplit.shape.join(", ")}]` +
+      (unlabeled === null
+        ? ""
+        : `; ${unlabeled.n} unlabeled (${Object.entries(unlabeled.sources)
+            .map(([k, v]) => `${v} ${k}`)
+            .join(", ")})`),
   );
 
   const modelOptions = {
@@ -194,11 +236,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     stem: config.model.stem,
   };
   const model = createModel(config.model.name, modelOptions);
+  if (config.model.init !== null && !o.resume) initWeights(model, config.model.init, config, classes);
   const teacher = config.train.emaDecay > 0 ? createModel(config.model.name, modelOptions) : null;
   const ema = teacher === null ? null : new EmaTeacher(model, teacher, config.train.emaDecay);
   const opt = buildOptimizer(model, config.optimizer);
   const schedule = new optim.LambdaLR(opt, buildSchedule(config));
-  const algorithm: Algorithm = new Supervised(config.train.labelSmoothing);
+  const algorithm: Algorithm = createAlgorithm(config.algorithm, {
+    numClasses: classes.length,
+    numUnlabeled: unlabeled?.n ?? 0,
+    labelSmoothing: config.train.labelSmoothing,
+  });
+  const unlabeledSampler = unlabeled === null ? null : new RandomSampler(unlabeled.n, config.seed + 2);
+  const uratio = "uratio" in config.algorithm ? config.algorithm.uratio : 0;
+  const pseudoStats = new PseudoStats(classes.length);
   const sampler = config.data.balanced ? null : new RandomSampler(trainSplit.n, config.seed);
   const balanced = config.data.balanced ? new ClassBalancedSampler([...trainSplit.labels], config.seed) : null;
   const augmentRng = new Rng(config.seed + 1);
@@ -217,6 +267,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const loop = c.state.loop as LoopState;
       if (sampler !== null && loop.sampler !== null) sampler.loadState(loop.sampler);
       if (balanced !== null && loop.balancedRng !== null) balanced.rng.setState(loop.balancedRng);
+      if (unlabeledSampler !== null && loop.unlabeledSampler) unlabeledSampler.loadState(loop.unlabeledSampler);
+      if (loop.pseudo) pseudoStats.loadState(loop.pseudo);
       augmentRng.setState(loop.augmentRng);
       if (c.rngState !== null) torch.setRngState(c.rngState);
       step = c.state.step;
@@ -228,7 +280,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     runLog.write({ event: "resume", step });
     log(`resumed ${o.runDir} at step ${step}`);
   } else {
-    runLog.write({ event: "start", config, classes, n_train: trainSplit.n, n_val: val.n, libtorch: torch.libtorchVersion() });
+    runLog.write({
+      event: "start",
+      config,
+      classes,
+      n_train: trainSplit.n,
+      n_val: val.n,
+      n_unlabeled: unlabeled?.n ?? 0,
+      unlabeled_sources: unlabeled?.sources ?? {},
+      unlabeled_skipped: unlabeled?.skipped ?? {},
+      libtorch: torch.libtorchVersion(),
+    });
   }
 
   const save = (file: string): void => {
@@ -236,6 +298,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       sampler: sampler?.state() ?? null,
       augmentRng: augmentRng.getState(),
       balancedRng: balanced?.rng.getState() ?? null,
+      unlabeledSampler: unlabeledSampler?.state() ?? null,
+      pseudo: unlabeled === null ? null : pseudoStats.state(),
       wallSeconds: wallBefore + (performance.now() - started) / 1000,
     };
     saveCheckpoint(file, {
@@ -258,6 +322,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let windowStart = performance.now();
   let windowLoss = 0;
   let windowSteps = 0;
+  let windowLogs: Record<string, number> = {};
+  const U = Math.round(uratio * B);
+  const labeledPredictions = (): LabeledPredictions => ({
+    probs: predictProbs(evalModel, trainSplit.images, trainSplit.shape, { batchSize: config.eval.batchSize }),
+    labels: trainSplit.labels,
+    numClasses: classes.length,
+  });
   let stepsThisRun = 0;
   model.train();
   try {
@@ -279,6 +350,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       }
       const indices = sampler !== null ? sampler.nextBatch(B) : (balanced as ClassBalancedSampler).nextBatch(B);
       const pixels = gatherImages(trainSplit, indices);
+      const uIndices = unlabeledSampler === null ? null : unlabeledSampler.nextBatch(U);
+      const stepLogs: Record<string, number> = {};
       const lossValue = torch.tidy(() => {
         const batch = { data: pixels, shape: [B, ...trainSplit.shape] as const };
         const x = config.train.augment
@@ -292,7 +365,21 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           [B],
           "int64",
         );
-        const out = algorithm.step(model, { x, y });
+        let u: UnlabeledBatch | null = null;
+        if (unlabeled !== null && uIndices !== null) {
+          const views = makeViews({ data: gatherImages(unlabeled, uIndices), shape: [U, ...unlabeled.shape] }, augmentRng, {
+            weak: algorithm.weakViews,
+            strong: algorithm.strongViews,
+          });
+          u = { weak: views.weak, strong: views.strong, index: Int32Array.from(uIndices) };
+        }
+        const out = algorithm.step(model, { x, y }, u);
+        Object.assign(stepLogs, out.logs);
+        if (out.pseudo !== undefined && unlabeled !== null && uIndices !== null)
+          pseudoStats.add(
+            out.pseudo,
+            uIndices.map((i) => unlabeled.hiddenLabels[i]),
+          );
         const value = out.loss.item();
         if (!Number.isFinite(value)) return value;
         opt.zeroGrad();
@@ -312,13 +399,24 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       stepsThisRun++;
       windowLoss += lossValue;
       windowSteps++;
+      for (const [k, v] of Object.entries(stepLogs)) windowLogs[k] = (windowLogs[k] ?? 0) + v;
       progress.update(step, { loss: lossValue.toFixed(3), lr: opt.paramGroups[0].lr.toExponential(2) });
       if (step % config.train.logEvery === 0) {
         const secs = (performance.now() - windowStart) / 1000;
-        runLog.write({ event: "step", step, loss: windowLoss / windowSteps, lr: opt.paramGroups[0].lr, img_s: (windowSteps * B) / secs });
+        const means = Object.fromEntries(Object.entries(windowLogs).map(([k, v]) => [k, v / windowSteps]));
+        runLog.write({
+          event: "step",
+          step,
+          loss: windowLoss / windowSteps,
+          ...means,
+          lr: opt.paramGroups[0].lr,
+          img_s: (windowSteps * B) / secs,
+          steps_s: windowSteps / secs,
+        });
         windowStart = performance.now();
         windowLoss = 0;
         windowSteps = 0;
+        windowLogs = {};
       }
       if (step % config.train.epochSteps === 0 || step === config.train.steps) {
         const epoch = Math.ceil(step / config.train.epochSteps);
@@ -337,6 +435,18 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         log(
           `epoch ${epoch} (step ${step}): ${config.data.valSplit} accuracy ${(100 * v.accuracy).toFixed(2)} %, macro-F1 ${(100 * v.macroF1).toFixed(2)} %${improved ? " (best)" : ""}`,
         );
+        for (const event of algorithm.epochEnd({ epoch, classes, labeledPredictions })) runLog.write(event);
+        if (unlabeled !== null) {
+          const p = pseudoStats.flush(epoch, step, classes);
+          runLog.write(p);
+          const pct = (x: unknown): string => (typeof x === "number" ? `${(100 * x).toFixed(1)} %` : "n/a");
+          const tau = algorithm.thresholds();
+          log(
+            `  pseudo-labels: mask rate ${pct(p.mask_rate)}, accuracy ${pct(p.accuracy)} (all: ${pct(p.accuracy_all)})` +
+              (tau === null ? "" : `; tau ${tau.map((t, c) => `${classes[c]} ${t.toFixed(3)}`).join(", ")}`),
+          );
+        }
+        model.train();
         if (improved) save(bestFile);
         save(lastFile);
       }
@@ -377,6 +487,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     wall_time_s: wallSeconds,
     model: config.model.name,
     algorithm: algorithm.name,
+    n_labeled: trainSplit.n,
+    n_unlabeled: unlabeled?.n ?? 0,
   };
   writeFileSync(path.join(o.runDir, "metrics.json"), JSON.stringify(metrics, null, 2) + "\n");
   runLog.write({ event: "end", ...metrics });

@@ -1,0 +1,51 @@
+/**
+ * The training algorithms (`--algorithm`): supervised, fixmatch, flexmatch, freematch,
+ * adacm and dtm, created from the `algorithm` section of a training config.
+ */
+import type { TrainConfig } from "../train/config.js";
+import { AdaCm } from "./adacm.js";
+import { FreeMatch } from "./freematch.js";
+import { SelfTraining } from "./self_training.js";
+import { Supervised } from "./supervised.js";
+import { AdaCmThreshold, DtmThreshold, FixedThreshold, FlexMatchThreshold, FreeMatchThreshold } from "./thresholds.js";
+import type { Algorithm } from "./types.js";
+
+export * from "./types.js";
+export * from "./thresholds.js";
+export { Supervised } from "./supervised.js";
+export { SelfTraining, guessLabels, maskedCrossEntropy, maskRate, rowMax } from "./self_training.js";
+export { FreeMatch } from "./freematch.js";
+export { AdaCm, ntXent } from "./adacm.js";
+
+/** What an algorithm needs to know about the data. */
+export interface AlgorithmContext {
+  numClasses: number;
+  /** Size of the unlabeled set (FlexMatch keeps one record per image). */
+  numUnlabeled: number;
+  /** Label smoothing of the labeled cross-entropy (train.labelSmoothing). */
+  labelSmoothing: number;
+}
+
+/** Creates the algorithm a config's `algorithm` section describes. */
+export function createAlgorithm(a: TrainConfig["algorithm"], ctx: AlgorithmContext): Algorithm {
+  const C = ctx.numClasses;
+  const base = { labelSmoothing: ctx.labelSmoothing };
+  switch (a.name) {
+    case "supervised":
+      return new Supervised(ctx.labelSmoothing);
+    case "fixmatch":
+      return new SelfTraining("fixmatch", new FixedThreshold(C, a.tau), { ...base, lambdaU: a.lambdaU, weakViews: 1 });
+    case "flexmatch":
+      return new SelfTraining("flexmatch", new FlexMatchThreshold(C, ctx.numUnlabeled, a.tau, a.thresholdWarmup), {
+        ...base,
+        lambdaU: a.lambdaU,
+        weakViews: 1,
+      });
+    case "freematch":
+      return new FreeMatch(new FreeMatchThreshold(C, a.emaP), { ...base, lambdaU: a.lambdaU, weakViews: 1, lambdaF: a.lambdaF });
+    case "adacm":
+      return new AdaCm(new AdaCmThreshold(C, { tauMin: a.tauMin, scale: a.scale }), { ...base, ...a });
+    case "dtm":
+      return new SelfTraining("dtm", new DtmThreshold(C, a), { ...base, lambdaU: a.lambdaU, weakViews: a.weakViews });
+  }
+}
