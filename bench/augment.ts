@@ -33,6 +33,7 @@ import * as torch from "../src/torch/index.js";
 import { Rng } from "../src/data/sampler.js";
 import { AugmentWorker, makeViews } from "../src/augment/index.js";
 import { VggFer } from "../src/models/vgg_fer.js";
+import { machineBusySeconds, median } from "./common.js";
 
 const { values } = parseArgs({
   options: {
@@ -55,16 +56,6 @@ for (const [k, v] of Object.entries({ reps, steps, threads, workerThreads, batch
 }
 if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`--warmup must be a non-negative integer, got ${warmup}`);
 
-/** CPU seconds the whole machine spent busy (all cores), from /proc/stat (0 where unavailable). */
-function machineBusySeconds(): number {
-  try {
-    const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).slice(1).map(Number);
-    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / 100; // user nice system irq softirq steal, USER_HZ = 100
-  } catch {
-    return 0;
-  }
-}
-
 /** Times `fn` over a phase: wall time, this process's CPU time, and how many cores other processes kept busy. */
 async function phase(fn: () => Promise<void>): Promise<{ wallS: number; cpuS: number; otherLoad: number }> {
   const busy0 = machineBusySeconds();
@@ -77,11 +68,6 @@ async function phase(fn: () => Promise<void>): Promise<{ wallS: number; cpuS: nu
   return { wallS, cpuS, otherLoad: Math.max(0, machineBusySeconds() - busy0 - cpuS) / wallS };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 torch.setNumThreads(threads);
 torch.manualSeed(0);

@@ -26,16 +26,15 @@
  * The last line printed is one JSON object:
  * `{"results":[{"model","batch","threads","ferkit_img_s","pytorch_img_s","ratio"}],"min_ratio"}`.
  */
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
 import { createModel, defaultInputSize, type ModelName } from "../src/models/index.js";
+import { PYTHON, ensurePyTorch, machineBusySeconds, median, run } from "./common.js";
 
-const PYTHON = "/usr/bin/python3";
 // This file runs as dist/bench/engine.js; the Python twin stays in bench/.
 const SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "engine_pytorch.py");
 const BATCH: Record<ModelName, number> = { "vgg-fer": 64, resnet18: 32 };
@@ -65,40 +64,11 @@ if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`--warmup must
 const models = values.models.split(",").map((m) => m.trim()) as ModelName[];
 for (const m of models) if (!(m in BATCH)) throw new RangeError(`--models: unknown model "${m}" (known: ${Object.keys(BATCH).join(", ")})`);
 
-/** CPU seconds the whole machine spent busy (all cores), from /proc/stat. */
-function machineBusySeconds(): number {
-  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0];
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal ...
-  const busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
-  return busy / 100; // USER_HZ is 100 on Linux
-}
-
 /** One timed measurement. */
 interface Measurement {
   imgS: number;
   /** Average number of cores other processes kept busy while timing. */
   otherLoad: number;
-}
-
-function run(cmd: string, args: string[], inherit = false): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { encoding: "utf8", stdio: inherit ? "inherit" : "pipe", maxBuffer: 64 * 2 ** 20 });
-  return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
-}
-
-function ensurePyTorch(): void {
-  if (run(PYTHON, ["-c", "import torch"]).status === 0) return;
-  console.log(`PyTorch is missing from ${PYTHON}; installing Debian's python3-torch with apt-get`);
-  const sudo = process.getuid?.() === 0 ? [] : ["sudo"];
-  const apt = (...a: string[]): number | null => {
-    const [cmd, ...rest] = [...sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...a];
-    return run(cmd, rest, true).status;
-  };
-  if (apt("install", "-y", "--no-install-recommends", "python3-torch") !== 0) {
-    apt("update", "-qq");
-    if (apt("install", "-y", "--no-install-recommends", "python3-torch") !== 0) throw new Error("apt-get install python3-torch failed");
-  }
-  if (run(PYTHON, ["-c", "import torch"]).status !== 0) throw new Error(`${PYTHON} still cannot import torch`);
 }
 
 function pythonArgs(model: ModelName, extra: string[]): string[] {
@@ -113,12 +83,6 @@ function python(model: ModelName, extra: string[]): Record<string, unknown> {
   if (r.status !== 0) throw new Error(`${PYTHON} ${args.join(" ")} failed (${r.status}):\n${r.stderr}`);
   const lines = r.stdout.trim().split("\n");
   return JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 const round1 = (x: number): number => Math.round(x * 10) / 10;

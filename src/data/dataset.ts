@@ -111,3 +111,27 @@ export function splitNames(ds: LabeledDataset): string[] {
 export function hideLabels(samples: readonly LabeledSample[], source: string): UnlabeledSample[] {
   return samples.map((s) => ({ path: s.path, source, hiddenLabel: s.label }));
 }
+
+/**
+ * The samples of `ds` whose class is one of `classes` (names of its label space), relabeled
+ * 0..k-1 in the order given: a k-class problem such as happy vs surprise.
+ * @throws DataError naming an unknown class and the known ones, or when fewer than 2 classes are given
+ */
+export function selectClasses(ds: LabeledDataset, classes: readonly string[]): LabeledDataset {
+  const index = classes.map((name) => {
+    const i = ds.space.classes.indexOf(name);
+    if (i < 0) throw new DataError(`dataset ${ds.name} has no class '${name}' (classes: ${ds.space.classes.join(", ")})`);
+    return i;
+  });
+  if (new Set(index).size < 2) throw new DataError(`a class subset needs at least two different classes, got [${classes.join(", ")}]`);
+  const remap = new Map(index.map((old, k) => [old, k]));
+  return {
+    name: `${ds.name}-${classes.join("+")}`,
+    space: { name: `${ds.space.name}-${classes.join("+")}`, classes: [...classes], canonical: index.map((i) => ds.space.canonical[i]) },
+    samples: ds.samples.flatMap((s) => {
+      const k = remap.get(s.label);
+      return k === undefined ? [] : [{ ...s, label: k }];
+    }),
+    skipped: ds.skipped,
+  };
+}

@@ -20,6 +20,8 @@ const dataSource = z
     labels: z.enum(["fer2013", "ferplus"]).default("fer2013"),
     /** FER2013 only: drop Training images that also appear in a test split. */
     dedup: z.enum(["none", "exact", "near"]).default("none"),
+    /** Train on these classes only (names of the dataset's label space, in the model's output order); null: all. */
+    classes: z.array(z.string()).min(2).nullable().default(null),
   })
   .strict();
 
@@ -206,6 +208,8 @@ export const TrainConfigSchema = z
         epochSteps: z.number().int().positive().default(1000),
         /** Decay of the EMA teacher (0 disables it). */
         emaDecay: z.number().min(0).lt(1).default(0.999),
+        /** Warm the EMA decay up as min(emaDecay, (1 + step) / (10 + step)) (TensorFlow's num_updates rule); false: a fixed decay from step 1, as the reference code. */
+        emaWarmup: z.boolean().default(true),
         /** Evaluate and select with the EMA teacher (true) or the student (false). */
         evalWithEma: z.boolean().default(true),
         labelSmoothing: z.number().min(0).lt(1).default(0),

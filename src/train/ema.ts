@@ -43,10 +43,17 @@ export class EmaTeacher {
     });
   }
 
-  /** One EMA step: parameters move `1 - decay` of the way to the student; buffers are copied. */
-  update(): void {
+  /**
+   * One EMA step: parameters move `1 - d` of the way to the student; buffers are copied.
+   * @param step optimizer steps done so far (1 after the first); with it, the decay warms up
+   *   as TensorFlow's ExponentialMovingAverage(num_updates) does: d = min(decay, (1 + step) / (10 + step)).
+   *   Without a warm-up, the early teacher averages weights from very different points of
+   *   training while holding the student's current BatchNorm statistics, and predicts one class.
+   */
+  update(step?: number): void {
+    const d = step === undefined ? this.decay : Math.min(this.decay, (1 + step) / (10 + step));
     torch.noGrad(() => {
-      for (const [t, s] of this.#pairs) t.lerp_(s, 1 - this.decay);
+      for (const [t, s] of this.#pairs) t.lerp_(s, 1 - d);
       for (const [t, s] of this.#buffers) t.copy_(s);
     });
   }

@@ -11,6 +11,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { makeViews } from "../augment/views.js";
+import { selectClasses } from "../data/dataset.js";
 import { openData } from "../data/open.js";
 import { gatherImages, prepareSplit, resolveCacheDir, type PreparedSplit } from "../data/prepare.js";
 import { ClassBalancedSampler, RandomSampler, Rng, fewLabelSplit, type SamplerState } from "../data/sampler.js";
@@ -154,7 +155,7 @@ export async function loadTrainData(
     warn: (m) => log(`warning: ${m}`),
   });
   if (opened.kind !== "labeled") throw new Error("training data must be a labeled dataset");
-  const ds = opened.dataset;
+  const ds = src.classes === null ? opened.dataset : selectClasses(opened.dataset, src.classes);
   const [channels, size] = defaultInputSize(config.model.name, { stem: config.model.stem });
   const o = {
     size,
@@ -394,13 +395,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         );
       }
       schedule.step();
-      ema?.update();
       step++;
+      ema?.update(config.train.emaWarmup ? step : undefined);
       stepsThisRun++;
       windowLoss += lossValue;
       windowSteps++;
       for (const [k, v] of Object.entries(stepLogs)) windowLogs[k] = (windowLogs[k] ?? 0) + v;
-      progress.update(step, { loss: lossValue.toFixed(3), lr: opt.paramGroups[0].lr.toExponential(2) });
+      progress.update(step, {
+        loss: lossValue.toFixed(3),
+        lr: opt.paramGroups[0].lr.toExponential(2),
+        ...(stepLogs.mask_rate === undefined ? {} : { mask: stepLogs.mask_rate.toFixed(2) }),
+      });
       if (step % config.train.logEvery === 0) {
         const secs = (performance.now() - windowStart) / 1000;
         const means = Object.fromEntries(Object.entries(windowLogs).map(([k, v]) => [k, v / windowSteps]));
