@@ -26,7 +26,6 @@
  * `{"augment_ms","train_step_ms","ratio","worker_augment_ms","worker_compute_ms","overlap_train_step_ms","augment_cpu_ms","threads","other_load"}`,
  * with ratio = augment_ms / train_step_ms (target < 0.10).
  */
-import { readFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
@@ -67,7 +66,6 @@ async function phase(fn: () => Promise<void>): Promise<{ wallS: number; cpuS: nu
   const cpuS = (cpu.user + cpu.system) / 1e6;
   return { wallS, cpuS, otherLoad: Math.max(0, machineBusySeconds() - busy0 - cpuS) / wallS };
 }
-
 
 torch.setNumThreads(threads);
 torch.manualSeed(0);

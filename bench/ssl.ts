@@ -95,7 +95,11 @@ class FerkitSide {
     torch.tidy(() => {
       const x = makeViews({ data: this.labeledPixels, shape: [B, 1, 48, 48] }, this.rng, { weak: 1, strong: 0 }).weak[0];
       const v = makeViews({ data: this.unlabeledPixels, shape: [U, 1, 48, 48] }, this.rng, { weak: 2, strong: 1 });
-      const out = this.algorithm.step(this.model, { x, y: this.y }, { weak: v.weak, strong: v.strong, index: Int32Array.from({ length: U }, (_, i) => i) });
+      const out = this.algorithm.step(
+        this.model,
+        { x, y: this.y },
+        { weak: v.weak, strong: v.strong, index: Int32Array.from({ length: U }, (_, i) => i) },
+      );
       this.opt.zeroGrad();
       out.loss.backward();
       this.opt.step();
@@ -192,8 +196,12 @@ const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 const f = median(s.dtm);
 const c = median(s.compute);
 const p = median(s.pytorch);
-console.log(`ferkit DTM step: ${(1000 / f).toFixed(0)} ms; the model compute it needs: ${(1000 / c).toFixed(0)} ms; overhead ${(c / f).toFixed(3)} x (target <= 1.1)`);
-console.log(`PyTorch DTM step (reference style): ${(1000 / p).toFixed(0)} ms; ferkit / PyTorch steps/s = ${(f / p).toFixed(3)} (target >= 1.0)`);
+console.log(
+  `ferkit DTM step: ${(1000 / f).toFixed(0)} ms; the model compute it needs: ${(1000 / c).toFixed(0)} ms; overhead ${(c / f).toFixed(3)} x (target <= 1.1)`,
+);
+console.log(
+  `PyTorch DTM step (reference style): ${(1000 / p).toFixed(0)} ms; ferkit / PyTorch steps/s = ${(f / p).toFixed(3)} (target >= 1.0)`,
+);
 console.log(
   JSON.stringify({
     ferkit_steps_s: r3(f),

@@ -143,7 +143,10 @@ describe("semi-supervised training on real data", () => {
       assert.equal(pseudo.n_hidden, pseudo.n, "every unlabeled image here has a hidden label");
       assert.ok(pseudo.mask_rate > 0, `${name} accepted some pseudo-labels`);
       const reference = name === "freematch" ? pseudo.accuracy_all : labeledOnlyAccuracy;
-      assert.ok((pseudo.accuracy as number) > reference, `${name}: accepted pseudo-labels ${pct(pseudo.accuracy as number)} vs ${pct(reference)}`);
+      assert.ok(
+        (pseudo.accuracy as number) > reference,
+        `${name}: accepted pseudo-labels ${pct(pseudo.accuracy as number)} vs ${pct(reference)}`,
+      );
       const steps = events.filter((e) => e.event === "step");
       assert.ok(steps.every((e) => typeof e.mask_rate === "number" && typeof e.loss_u === "number"));
       const thresholds = events.find((e) => e.event === "thresholds") as { tau: number[]; classes: string[]; algorithm: string };
@@ -151,7 +154,17 @@ describe("semi-supervised training on real data", () => {
       assert.equal(thresholds.tau.length, CLASSES.length);
       assert.deepEqual(thresholds.classes, CLASSES);
       if (name === "dtm") {
-        assert.deepEqual(Object.keys(thresholds), ["time", "event", "epoch", "algorithm", "classes", "mu", "correct_counts", "tau_before", "tau"]);
+        assert.deepEqual(Object.keys(thresholds), [
+          "time",
+          "event",
+          "epoch",
+          "algorithm",
+          "classes",
+          "mu",
+          "correct_counts",
+          "tau_before",
+          "tau",
+        ]);
         assert.deepEqual((thresholds as unknown as { tau_before: number[] }).tau_before, new Array(CLASSES.length).fill(0.8));
       }
     });
@@ -173,7 +186,10 @@ describe("semi-supervised training on real data", () => {
     assert.equal((await train({ runDir: part, resume: true, dataRoot: defaultDataRoot(), progress: false })).status, "completed");
     const metrics = (run: string) => JSON.parse(readFileSync(path.join(run, "metrics.json"), "utf8")) as { test: unknown };
     assert.deepEqual(metrics(part).test, metrics(full).test);
-    const tau = (run: string) => readJsonl(path.join(run, "log.jsonl")).filter((e) => e.event === "thresholds").map((e) => e.tau);
+    const tau = (run: string) =>
+      readJsonl(path.join(run, "log.jsonl"))
+        .filter((e) => e.event === "thresholds")
+        .map((e) => e.tau);
     assert.deepEqual(tau(part), tau(full));
     const pseudo = (run: string) =>
       readJsonl(path.join(run, "log.jsonl"))

@@ -3,7 +3,7 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -43,8 +43,11 @@ describe("config validation", () => {
     const c = parseConfig({});
     assert.equal(c.optimizer.name, "sgd");
     assert.equal(c.train.emaDecay, 0.999);
-    for (const preset of ["smoke", "fer2013-supervised"]) {
-      parseConfig(JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "configs", `${preset}.json`), "utf8")));
+    const presets = readdirSync(path.join(PACKAGE_ROOT, "configs")).filter((f) => f.endsWith(".json"));
+    assert.ok(presets.includes("fer2013-dtm.json") && presets.includes("smoke.json"));
+    for (const preset of presets) {
+      const c = parseConfig(JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "configs", preset), "utf8")), preset);
+      assert.equal(`${c.name}.json`, preset, "a preset is named after its file");
     }
   });
 
