@@ -32,7 +32,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
-import { createModel, defaultInputSize, type ModelName } from "../src/models/index.js";
+import { createModel, defaultInputSize, type ModelName as ZooModel } from "../src/models/index.js";
+/** The models both sides of the benchmark have. */
+type ModelName = Extract<ZooModel, "vgg-fer" | "resnet18">;
 import { PYTHON, ensurePyTorch, machineBusySeconds, median, run } from "./common.js";
 
 // This file runs as dist/bench/engine.js; the Python twin stays in bench/.

@@ -4,13 +4,15 @@
  */
 import type { nn, Tensor } from "../torch/index.js";
 import { resnet18, type ResNetStem } from "./resnet.js";
+import { MobileNetV2 } from "./mobilenetv2.js";
 import { VggFer } from "./vgg_fer.js";
 
 export { VggFer, VGG_FER_STAGES, VGG_FER_HIDDEN, type VggFerOptions } from "./vgg_fer.js";
 export { ResNet, BasicBlock, resnet18, type ResNetOptions, type ResNetStem } from "./resnet.js";
+export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from "./mobilenetv2.js";
 
 /** Names accepted by {@link createModel}. */
-export type ModelName = "vgg-fer" | "resnet18";
+export type ModelName = "vgg-fer" | "resnet18" | "mobilenetv2";
 
 /** Options understood by {@link createModel}; each model reads the ones it has. */
 export interface ModelOptions {
@@ -20,9 +22,9 @@ export interface ModelOptions {
   inChannels?: number;
   /** vgg-fer: dropout in the classifier (default 0.5). */
   dropout?: number;
-  /** vgg-fer: channel multiplier (default 1). */
+  /** vgg-fer, mobilenetv2: channel multiplier (default 1). */
   width?: number;
-  /** resnet18: `"imagenet"` (default, 112x112 input) or `"small"` (48x48 input). */
+  /** resnet18, mobilenetv2: `"imagenet"` (default, 112x112 input) or `"small"` (48x48 input). */
   stem?: ResNetStem;
 }
 
@@ -45,6 +47,12 @@ const REGISTRY: Record<ModelName, Entry> = {
     description: "torchvision's ResNet-18; imagenet stem for 112x112 RGB, small stem for 48x48",
     inputSize: (o) => (o.stem === "small" ? [o.inChannels ?? 3, 48, 48] : [o.inChannels ?? 3, 112, 112]),
     create: (o) => resnet18({ numClasses: o.numClasses, inChannels: o.inChannels, stem: o.stem }),
+  },
+  mobilenetv2: {
+    description: "torchvision's MobileNetV2; imagenet stem for 112x112 RGB, small stem (first conv stride 1) for 48x48",
+    inputSize: (o) => (o.stem === "small" ? [o.inChannels ?? 3, 48, 48] : [o.inChannels ?? 3, 112, 112]),
+    create: (o) =>
+      new MobileNetV2({ numClasses: o.numClasses, inChannels: o.inChannels, width: o.width, dropout: o.dropout, stem: o.stem }),
   },
 };
 

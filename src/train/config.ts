@@ -166,9 +166,9 @@ export const TrainConfigSchema = z
     algorithm: algorithmSchema.prefault({ name: "supervised" }),
     model: z
       .object({
-        name: z.enum(["vgg-fer", "resnet18"]).default("vgg-fer"),
+        name: z.enum(["vgg-fer", "resnet18", "mobilenetv2"]).default("vgg-fer"),
         dropout: z.number().min(0).max(1).default(0.5),
-        /** vgg-fer: channel multiplier (1 = 64..512 channels). */
+        /** vgg-fer and mobilenetv2: channel multiplier (vgg-fer 1 = 64..512 channels). */
         width: z.number().positive().max(4).default(1),
         stem: z.enum(["imagenet", "small"]).default("small"),
         /** Start from these weights: a finished run folder or a model.safetensors (same architecture and classes); null: random init. */
