@@ -14,7 +14,10 @@
  *   npm run bench:memory                      # 2,000 steps (about an hour on 2 cores)
  *   node dist/bench/memory.js --steps 300     # quicker
  *
- * Options: --steps (2000), --batch (64), --threads (2), --every (100), --warmup (200).
+ * Options: --steps (2000), --batch (64), --threads (2), --every (100), --warmup (200),
+ * --trim-every (50; 0 = never): return the C allocator's free pages to the OS every that
+ * many steps with `torch.releaseFreeMemory()`, as the trainer does every `train.logEvery`
+ * (default 50) steps. A sample due at the same step is read before the trim.
  * The last line printed is one JSON object:
  * `{"steps","rss_mb_after_warmup","rss_mb_end","growth_pct","live_tensors_end"}`.
  */
@@ -29,6 +32,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "2" },
     every: { type: "string", default: "100" },
     warmup: { type: "string", default: "200" },
+    "trim-every": { type: "string", default: "50" },
   },
 });
 const steps = Number(values.steps);
@@ -36,6 +40,8 @@ const batch = Number(values.batch);
 const threads = Number(values.threads);
 const every = Number(values.every);
 const warmup = Math.min(Number(values.warmup), steps);
+const trimEvery = Number(values["trim-every"]);
+if (!Number.isInteger(trimEvery) || trimEvery < 0) throw new RangeError(`--trim-every must be a non-negative integer, got ${trimEvery}`);
 for (const [k, v] of Object.entries({ steps, batch, threads, every, warmup })) {
   if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${k} must be a positive integer, got ${v}`);
 }
@@ -80,7 +86,9 @@ const take = (step: number, loss: number): void => {
   );
 };
 
-console.log(`VggFer (${model.numParameters()} parameters), batch ${batch}, ${threads} threads, ${steps} steps`);
+console.log(
+  `VggFer (${model.numParameters()} parameters), batch ${batch}, ${threads} threads, ${steps} steps, ${trimEvery > 0 ? `free memory released every ${trimEvery} steps` : "free memory never released"}`,
+);
 take(0, NaN);
 for (let step = 1; step <= steps; step++) {
   const loss = torch.tidy(() => {
@@ -97,6 +105,7 @@ for (let step = 1; step <= steps; step++) {
   if (step % every === 0 || step === steps || step === warmup) {
     if (samples[samples.length - 1].step !== step) take(step, loss);
   }
+  if (trimEvery > 0 && step % trimEvery === 0) torch.releaseFreeMemory();
 }
 
 const base = samples.find((s) => s.step === warmup) ?? samples[0];
@@ -120,5 +129,6 @@ console.log(
     rss_mb_end: end.rssMb,
     growth_pct: growthPct,
     live_tensors_end: end.liveTensors,
+    trim_every: trimEvery,
   }),
 );

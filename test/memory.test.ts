@@ -293,4 +293,13 @@ describe("training loop", () => {
     y.dispose();
     assert.equal(live(), before - model.parameters().length - model.namedBuffers().length - 2);
   });
+
+  test("releaseFreeMemory hands freed heap memory back to the OS", () => {
+    // Many small tensors live in glibc's heap (below its mmap threshold); once freed, a trim returns them.
+    const many = Array.from({ length: 2000 }, () => torch.zeros([64, 64]));
+    for (const t of many) t.dispose();
+    const before = process.memoryUsage.rss();
+    assert.equal(typeof torch.releaseFreeMemory(), "boolean");
+    assert.ok(process.memoryUsage.rss() <= before, "resident memory does not grow");
+  });
 });

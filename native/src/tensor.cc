@@ -7,6 +7,9 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cstring>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <memory>
 #include <vector>
 
@@ -289,6 +292,15 @@ std::vector<OpDef> RuntimeOps() {
       }),
       {"getNumThreads", [](Args& a) -> Napi::Value { return Napi::Number::New(a.env, at::get_num_threads()); }},
       {"liveTensors", [](Args& a) -> Napi::Value { return Napi::Number::New(a.env, static_cast<double>(LiveHandles())); }},
+      // glibc keeps freed tensor memory in its heaps, and fragmentation lets resident memory
+      // creep up over a long training run; malloc_trim hands every free page back to the OS.
+      {"releaseFreeMemory", [](Args& a) -> Napi::Value {
+#ifdef __GLIBC__
+         return Napi::Boolean::New(a.env, malloc_trim(0) == 1);
+#else
+         return Napi::Boolean::New(a.env, false);
+#endif
+       }},
       {"version", [](Args& a) -> Napi::Value { return Napi::String::New(a.env, TORCH_VERSION); }},
       {"parallelInfo", [](Args& a) -> Napi::Value { return Napi::String::New(a.env, at::get_parallel_info()); }},
   };

@@ -77,6 +77,16 @@ export function liveTensors(): number {
   return native.liveTensors() as number;
 }
 
+/**
+ * Returns the C allocator's free memory to the operating system (glibc's `malloc_trim(0)`).
+ * Freed tensors stay in glibc's heaps, where fragmentation makes resident memory creep up
+ * over thousands of training steps; the trainer calls this every `train.logEvery` steps.
+ * @returns true when memory was released (always false off glibc)
+ */
+export function releaseFreeMemory(): boolean {
+  return native.releaseFreeMemory() as boolean;
+}
+
 /** The libtorch version the binding was built against, e.g. "1.13.0". */
 export function libtorchVersion(): string {
   return native.version() as string;

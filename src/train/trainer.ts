@@ -422,6 +422,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         windowLoss = 0;
         windowSteps = 0;
         windowLogs = {};
+        torch.releaseFreeMemory();
       }
       if (step % config.train.epochSteps === 0 || step === config.train.steps) {
         const epoch = Math.ceil(step / config.train.epochSteps);
