@@ -7,6 +7,7 @@
  * unchanged at width 1 with 3 input channels.
  */
 import { F, nn, type Tensor } from "../torch/index.js";
+import { torchvisionInit } from "./init.js";
 
 /** torchvision's `_make_divisible`: round `v` to a multiple of `divisor`, never more than 10 % down. */
 export function makeDivisible(v: number, divisor = 8): number {
@@ -104,19 +105,7 @@ export class MobileNetV2 extends nn.Module {
       "classifier",
       new nn.Sequential(new nn.Dropout(o.dropout ?? 0.2), new nn.Linear(last, o.numClasses ?? 7)),
     );
-    const { init } = nn;
-    for (const [, m] of this.namedModules()) {
-      if (m instanceof nn.Conv2d) {
-        init.kaimingNormal_(m.weight, 0, "fan_out");
-        if (m.bias !== null) init.constant_(m.bias, 0);
-      } else if (m instanceof nn.BatchNorm2d) {
-        if (m.weight !== null) init.constant_(m.weight, 1);
-        if (m.bias !== null) init.constant_(m.bias, 0);
-      } else if (m instanceof nn.Linear) {
-        init.normal_(m.weight, 0, 0.01);
-        if (m.bias !== null) init.constant_(m.bias, 0);
-      }
-    }
+    torchvisionInit(this);
   }
 
   /** The globally pooled features `[N, last]`. */

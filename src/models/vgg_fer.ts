@@ -8,6 +8,7 @@
  * Names follow torchvision's `VGG` (`features.<i>.*`, `classifier.<i>.*`), so the
  * state dict loads into the PyTorch twin in bench/engine_pytorch.py.
  */
+import { torchvisionInit } from "./init.js";
 import { nn, type Tensor } from "../torch/index.js";
 
 /** Options of {@link VggFer}. */
@@ -105,24 +106,7 @@ export class VggFer extends nn.Module {
         new nn.Linear(hidden, numClasses),
       ),
     );
-    this.initWeights();
-  }
-
-  /** torchvision's VGG initialisation (see the class comment). */
-  private initWeights(): void {
-    const { init } = nn;
-    for (const [, m] of this.namedModules()) {
-      if (m instanceof nn.Conv2d) {
-        init.kaimingNormal_(m.weight, 0, "fan_out", "relu");
-        if (m.bias !== null) init.constant_(m.bias, 0);
-      } else if (m instanceof nn.BatchNorm2d) {
-        if (m.weight !== null) init.constant_(m.weight, 1);
-        if (m.bias !== null) init.constant_(m.bias, 0);
-      } else if (m instanceof nn.Linear) {
-        init.normal_(m.weight, 0, 0.01);
-        if (m.bias !== null) init.constant_(m.bias, 0);
-      }
-    }
+    torchvisionInit(this);
   }
 
   /**

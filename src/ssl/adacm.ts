@@ -16,9 +16,9 @@
 import * as torch from "../torch/index.js";
 import type { nn, Tensor } from "../torch/index.js";
 import { hasFeatures } from "../models/index.js";
-import { guessLabels, maskedCrossEntropy, maskRate, rowMax, type Guess } from "./self_training.js";
+import { SelfTraining, guessLabels, maskedCrossEntropy, maskRate, rowMax, type Guess } from "./self_training.js";
 import type { AdaCmThreshold } from "./thresholds.js";
-import type { Algorithm, EpochContext, LabeledBatch, StepOutput, UnlabeledBatch } from "./types.js";
+import type { LabeledBatch, StepOutput, UnlabeledBatch } from "./types.js";
 
 /** Options of {@link AdaCm}. */
 export interface AdaCmAlgorithmOptions {
@@ -54,25 +54,23 @@ export function ntXent(z1: Tensor, z2: Tensor, temperature: number): Tensor {
   });
 }
 
-/** The Ada-CM algorithm. */
-export class AdaCm implements Algorithm {
-  readonly name = "adacm";
-  readonly weakViews = 2;
-  readonly strongViews = 1;
-
+/** The Ada-CM algorithm; thresholds, epoch updates and state as {@link SelfTraining}. */
+export class AdaCm extends SelfTraining {
   constructor(
-    readonly rule: AdaCmThreshold,
-    readonly o: AdaCmAlgorithmOptions,
-  ) {}
+    rule: AdaCmThreshold,
+    readonly opts: AdaCmAlgorithmOptions,
+  ) {
+    super("adacm", rule, { lambdaU: opts.lambdaU, weakViews: 2, labelSmoothing: opts.labelSmoothing });
+  }
 
-  step(model: nn.Module, labeled: LabeledBatch, unlabeled: UnlabeledBatch | null): StepOutput {
+  override step(model: nn.Module, labeled: LabeledBatch, unlabeled: UnlabeledBatch | null): StepOutput {
     if (unlabeled === null) throw new Error("adacm needs unlabeled data (set data.unlabeled in the config)");
     const [w1, w2] = unlabeled.weak;
     const U = w1.shape[0];
     let guess: Guess;
     let lossC: Tensor | null = null;
     let mask: Uint8Array;
-    if (this.o.lowConfidence === "contrastive") {
+    if (this.opts.lowConfidence === "contrastive") {
       if (!hasFeatures(model)) throw new TypeError("adacm's contrastive loss needs a model with forwardWithFeatures");
       const { logits, features } = model.forwardWithFeatures(torch.cat([w1, w2]));
       const probs = torch.noGrad(() => logits.detach().softmax(1).view(2, U, -1).mean(0).contiguous().toArray() as Float32Array);
@@ -82,39 +80,21 @@ export class AdaCm implements Algorithm {
       if (low.length >= 2) {
         const z = torch.F.normalize(features, 2, 1);
         const idx = torch.fromArray(Int32Array.from(low), [low.length], "int64");
-        lossC = ntXent(z.narrow(0, 0, U).indexSelect(0, idx), z.narrow(0, U, U).indexSelect(0, idx), this.o.temperature);
+        lossC = ntXent(z.narrow(0, 0, U).indexSelect(0, idx), z.narrow(0, U, U).indexSelect(0, idx), this.opts.temperature);
       }
     } else {
       guess = guessLabels(model, [w1, w2]);
       mask = this.rule.mask({ ...guess, index: unlabeled.index });
     }
-    const B = labeled.x.shape[0];
-    const [logitsX, logitsS] = model.forward(torch.cat([labeled.x, unlabeled.strong[0]])).split([B, U]);
-    const lossX = torch.F.crossEntropy(logitsX, labeled.y, { labelSmoothing: this.o.labelSmoothing });
+    const { logitsX, logitsS } = this.jointForward(model, labeled, unlabeled.strong[0]);
+    const lossX = torch.F.crossEntropy(logitsX, labeled.y, { labelSmoothing: this.opts.labelSmoothing });
     const lossU = maskedCrossEntropy(logitsS, guess.label, mask);
-    let loss = lossX.mul(this.o.lambdaX).add(lossU.mul(this.o.lambdaU));
-    if (lossC !== null) loss = loss.add(lossC.mul(this.o.lambdaC));
+    let loss = lossX.mul(this.opts.lambdaX).add(lossU.mul(this.opts.lambdaU));
+    if (lossC !== null) loss = loss.add(lossC.mul(this.opts.lambdaC));
     return {
       loss,
       logs: { loss_x: lossX.item(), loss_u: lossU.item(), loss_c: lossC?.item() ?? 0, mask_rate: maskRate(mask) },
       pseudo: { label: guess.label, mask, conf: guess.conf },
     };
-  }
-
-  epochEnd(ctx: EpochContext): Record<string, unknown>[] {
-    const fields = this.rule.epochEnd(ctx.epoch, () => ctx.labeledPredictions());
-    return [{ event: "thresholds", epoch: ctx.epoch, algorithm: this.name, classes: [...ctx.classes], ...fields }];
-  }
-
-  thresholds(): number[] {
-    return this.rule.thresholds();
-  }
-
-  stateDict(): unknown {
-    return { rule: this.rule.stateDict() };
-  }
-
-  loadStateDict(state: unknown): void {
-    this.rule.loadStateDict((state as { rule?: unknown } | null)?.rule);
   }
 }
