@@ -127,19 +127,25 @@ export interface DtmOptions {
 }
 
 /**
- * The Dynamic Threshold Module (Yu et al., CVPR 2023 workshops, 5th ABAW): one threshold
- * per class, all starting at 0.8, updated once per epoch from the EMA teacher's predictions
- * on the labeled training set: tau_c <- 0.9 tau_c + 0.1 mu_c when class c has correctly
- * classified samples and mu_c >= 0.8, else tau_c <- 0.8.
+ * One threshold per class, set once per epoch from mu_c, the teacher's mean confidence on
+ * the correctly classified labeled samples of class c (DTM and Ada-CM). Subclasses give the
+ * starting value and the update rule; the mask, the log fields and the state are shared.
  */
-export class DtmThreshold implements ThresholdRule {
-  private tau: number[];
+abstract class ClassConfidenceThreshold implements ThresholdRule {
+  protected tau: number[];
 
   constructor(
     readonly numClasses: number,
-    readonly o: DtmOptions,
+    tauInit: number,
+    private readonly what: string,
   ) {
-    this.tau = new Array<number>(numClasses).fill(o.tauInit);
+    this.tau = new Array<number>(numClasses).fill(tauInit);
+  }
+  /** The thresholds after `epoch`, from the current ones and mu (null: no correct sample). */
+  protected abstract next(epoch: number, mu: (number | null)[]): number[];
+  /** false: thresholds stay as they are and the labeled set is not evaluated. */
+  protected get dynamic(): boolean {
+    return true;
   }
   mask(b: MaskInput): Uint8Array {
     return maskWith(b, (c) => this.tau[c]);
@@ -147,21 +153,43 @@ export class DtmThreshold implements ThresholdRule {
   thresholds(): number[] {
     return [...this.tau];
   }
-  epochEnd(_epoch: number, stats: () => LabeledStats): Record<string, unknown> {
+  epochEnd(epoch: number, stats: () => LabeledStats): Record<string, unknown> {
     const before = [...this.tau];
-    if (!this.o.dynamic) return { dynamic: false, tau_before: before, tau: before };
+    if (!this.dynamic) return { dynamic: false, tau_before: before, tau: before };
     const { mu, correctCounts } = classConfidence(stats());
-    this.tau = this.tau.map((t, c) => {
-      const m = mu[c];
-      return m !== null && m >= this.o.muMin ? this.o.momentum * t + (1 - this.o.momentum) * m : this.o.tauReset;
-    });
+    this.tau = this.next(epoch, mu);
     return { mu, correct_counts: correctCounts, tau_before: before, tau: [...this.tau] };
   }
   stateDict(): unknown {
     return { tau: [...this.tau] };
   }
   loadStateDict(state: unknown): void {
-    this.tau = [...numberArray(record(state, "dtm").tau, this.numClasses, "dtm tau")];
+    this.tau = [...numberArray(record(state, this.what).tau, this.numClasses, `${this.what} tau`)];
+  }
+}
+
+/**
+ * The Dynamic Threshold Module (Yu et al., CVPR 2023 workshops, 5th ABAW): one threshold
+ * per class, all starting at 0.8, updated once per epoch from the EMA teacher's predictions
+ * on the labeled training set: tau_c <- 0.9 tau_c + 0.1 mu_c when class c has correctly
+ * classified samples and mu_c >= 0.8, else tau_c <- 0.8.
+ */
+export class DtmThreshold extends ClassConfidenceThreshold {
+  constructor(
+    numClasses: number,
+    readonly o: DtmOptions,
+  ) {
+    super(numClasses, o.tauInit, "dtm");
+  }
+  protected override get dynamic(): boolean {
+    return this.o.dynamic;
+  }
+  protected next(_epoch: number, mu: (number | null)[]): number[] {
+    const { muMin, momentum, tauReset } = this.o;
+    return this.tau.map((t, c) => {
+      const m = mu[c];
+      return m !== null && m >= muMin ? momentum * t + (1 - momentum) * m : tauReset;
+    });
   }
 }
 
@@ -178,33 +206,16 @@ export interface AdaCmOptions {
  * tau_c = max(tauMin, scale * mu_c * sigmoid(e)), or tauMin when class c has no correctly
  * classified labeled sample. All thresholds start at tauMin.
  */
-export class AdaCmThreshold implements ThresholdRule {
-  private tau: number[];
-
+export class AdaCmThreshold extends ClassConfidenceThreshold {
   constructor(
-    readonly numClasses: number,
+    numClasses: number,
     readonly o: AdaCmOptions,
   ) {
-    this.tau = new Array<number>(numClasses).fill(o.tauMin);
+    super(numClasses, o.tauMin, "adacm");
   }
-  mask(b: MaskInput): Uint8Array {
-    return maskWith(b, (c) => this.tau[c]);
-  }
-  thresholds(): number[] {
-    return [...this.tau];
-  }
-  epochEnd(epoch: number, stats: () => LabeledStats): Record<string, unknown> {
-    const before = [...this.tau];
-    const { mu, correctCounts } = classConfidence(stats());
+  protected next(epoch: number, mu: (number | null)[]): number[] {
     const ramp = 1 / (1 + Math.exp(-epoch));
-    this.tau = mu.map((m) => (m === null ? this.o.tauMin : Math.max(this.o.tauMin, this.o.scale * m * ramp)));
-    return { mu, correct_counts: correctCounts, tau_before: before, tau: [...this.tau] };
-  }
-  stateDict(): unknown {
-    return { tau: [...this.tau] };
-  }
-  loadStateDict(state: unknown): void {
-    this.tau = [...numberArray(record(state, "adacm").tau, this.numClasses, "adacm tau")];
+    return mu.map((m) => (m === null ? this.o.tauMin : Math.max(this.o.tauMin, this.o.scale * m * ramp)));
   }
 }
 
