@@ -2,6 +2,7 @@
 # Sets ferkit up on Debian 12 with Node 20: libtorch (Debian's libtorch-dev, or the
 # one in $LIBTORCH), npm dependencies, the native binding, and the TypeScript build.
 # Idempotent: each step is skipped when its result is already up to date.
+# Usage: scripts/setup.sh [--test]   (--test also installs what the tests need)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,11 @@ else
 fi
 # OpenBLAS instead of the reference BLAS that libblas3 provides: about 1.5x faster training.
 apt_install make g++ python3 libopenblas0-pthread
+
+# The tests also open reports in a real browser: Debian's Chromium, driven by playwright-core.
+if [ "${1:-}" = "--test" ]; then
+  apt_install chromium
+fi
 
 # 2. npm dependencies, when package-lock.json changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -11,6 +11,10 @@ import { defaultDataRoot, defaultRunsDir } from "../paths.js";
 import { DataError } from "../data/dataset.js";
 import { dataCommand } from "./data.js";
 import { evalCommand, trainCommand } from "./train.js";
+import { reportCommand } from "./report.js";
+import { predictCommand } from "./predict.js";
+import { exportCommand } from "./export.js";
+import { ReportError } from "../report/run_data.js";
 import { ConfigError } from "../train/config.js";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
 
@@ -107,13 +111,22 @@ program
 program.addCommand(trainCommand());
 program.addCommand(evalCommand());
 program.addCommand(dataCommand());
+program.addCommand(reportCommand());
+program.addCommand(predictCommand());
+program.addCommand(exportCommand());
 
 // commander's own errors (unknown option, bad value) are user mistakes: exit code 2.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];
 for (const c of everyCommand(program)) c.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
+// `ferkit predict ... | head`: a closed pipe ends the output, it is not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
 program.parseAsync().catch((err: unknown) => {
-  const userMistake = err instanceof DataError || err instanceof ConfigError || err instanceof RangeError;
+  const userMistake = err instanceof DataError || err instanceof ConfigError || err instanceof RangeError || err instanceof ReportError;
   console.error(`ferkit: ${err instanceof Error ? err.message : String(err)}`);
   if (!userMistake && process.env.FERKIT_DEBUG && err instanceof Error) console.error(err.stack);
   process.exitCode = userMistake ? 2 : 1;

@@ -41,6 +41,7 @@ interface TrainFlags {
   algorithm?: string;
   set: string[];
   progress: boolean;
+  report: boolean;
 }
 
 /** The `train` command. */
@@ -72,6 +73,7 @@ export function trainCommand(): Command {
       [],
     )
     .option("--no-progress", "plain log lines instead of a progress bar")
+    .option("--no-report", "do not write <run>/report.html when the run ends")
     .action(async (o: TrainFlags) => {
       const { train } = await import("../train/trainer.js");
       const log = (line: string): void => console.error(line);
@@ -121,10 +123,14 @@ export function trainCommand(): Command {
       if (result.test !== null) {
         const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
         console.log(
-          `test: accuracy ${pct(result.test.accuracy)}, macro-F1 ${pct(result.test.macroF1)} (n=${result.test.n}); best step ${result.best?.step}`,
+          `${result.testSplit}: accuracy ${pct(result.test.accuracy)}, macro-F1 ${pct(result.test.macroF1)} (n=${result.test.n}); best step ${result.best?.step}`,
         );
       }
       console.log(`${result.step} steps, ${result.wallSeconds.toFixed(0)} s; run folder ${result.runDir}`);
+      if (o.report) {
+        const { writeReport } = await import("../report/index.js");
+        console.log(`report: ${writeReport([result.runDir]).file}`);
+      }
     });
 }
 

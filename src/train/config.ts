@@ -115,6 +115,8 @@ const poolSource = z
     path: z.string(),
     /** "detect": find, align and crop the largest face; "resize": the photos are face crops already. */
     align: z.enum(["detect", "resize"]).default("detect"),
+    /** Use at most this many photos of the folder (evenly spaced in path order, the same for every seed); null for all. */
+    maxPhotos: z.number().int().positive().nullable().default(null),
   })
   .strict();
 

@@ -22,9 +22,21 @@ export interface ModelCard {
   input: number[];
 }
 
-/** Writes `model`'s weights and `card` to `file` (atomically). */
-export function saveModelFile(file: string, model: nn.Module, card: ModelCard): void {
-  torch.saveSafetensors(file, model.stateDict(), { format: "pt", ferkit_model: JSON.stringify(card) });
+/**
+ * Writes `model`'s weights and `card` to `file` (atomically).
+ * @param o.half store float32 tensors as float16 (half the size; loading converts them back to
+ *   float32, PyTorch's `load_state_dict` does the same)
+ */
+export function saveModelFile(file: string, model: nn.Module, card: ModelCard, o: { half?: boolean } = {}): void {
+  const state = model.stateDict();
+  if (!o.half) {
+    torch.saveSafetensors(file, state, { format: "pt", ferkit_model: JSON.stringify(card) });
+    return;
+  }
+  torch.tidy(() => {
+    const halved = new Map([...state].map(([k, t]) => [k, t.dtype === "float32" ? t.to("float16") : t]));
+    torch.saveSafetensors(file, halved, { format: "pt", ferkit_model: JSON.stringify(card) });
+  });
 }
 
 /**

@@ -57,6 +57,8 @@ export interface TrainResult {
   step: number;
   /** Test-split metrics of the best checkpoint (null when interrupted or no test split). */
   test: EvalResult | null;
+  /** Name of the split `test` was measured on (config `data.testSplit`). */
+  testSplit: string | null;
   best: { metric: number; step: number } | null;
   /** Training wall time over all invocations, in seconds. */
   wallSeconds: number;
@@ -345,6 +347,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           status: "interrupted",
           step,
           test: null,
+          testSplit: config.data.testSplit,
           best,
           wallSeconds: wallBefore + (performance.now() - started) / 1000,
         };
@@ -501,5 +504,5 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   opt.dispose();
   model.dispose();
   teacher?.dispose();
-  return { runDir: o.runDir, status: "completed", step, test, best, wallSeconds };
+  return { runDir: o.runDir, status: "completed", step, test, testSplit: config.data.testSplit, best, wallSeconds };
 }

@@ -8,7 +8,7 @@ import path from "node:path";
 import { openData } from "../data/open.js";
 import { preparePool } from "../data/pool_prepare.js";
 import { gatherImages, imageBytes, type PreparedSplit } from "../data/prepare.js";
-import { DataError } from "../data/dataset.js";
+import { DataError, type UnlabeledPool, type UnlabeledSample } from "../data/dataset.js";
 import { Rng, shuffleInPlace } from "../data/sampler.js";
 import type { TrainConfig } from "./config.js";
 
@@ -56,11 +56,13 @@ export async function loadUnlabeledSet(o: UnlabeledOptions): Promise<UnlabeledSe
     });
   }
   for (const align of ["detect", "resize"] as const) {
-    const roots = u.pools.filter((p) => p.align === align).map((p) => (path.isAbsolute(p.path) ? p.path : path.join(o.dataRoot, p.path)));
+    const pools = u.pools.filter((p) => p.align === align);
+    const roots = pools.map((p) => (path.isAbsolute(p.path) ? p.path : path.join(o.dataRoot, p.path)));
     if (roots.length === 0) continue;
     const opened = openData({ paths: roots, format: "pool", warn: (m) => o.log(`warning: ${m}`) });
     if (opened.kind !== "pool") throw new Error("unreachable: a pool was expected");
-    const pool = await preparePool(opened.pool, {
+    const caps = new Map(pools.map((p, i) => [path.basename(roots[i]), p.maxPhotos]));
+    const pool = await preparePool(capPool(opened.pool, caps), {
       size: shape[1],
       channels: shape[0] as 1 | 3,
       cacheDir: o.cacheDir,
@@ -92,6 +94,34 @@ export async function loadUnlabeledSet(o: UnlabeledOptions): Promise<UnlabeledSe
   const sources: Record<string, number> = {};
   for (const i of keep) sources[all.sources[i]] = (sources[all.sources[i]] ?? 0) + 1;
   return { images, shape, n: keep.length, hiddenLabels: Int32Array.from(keep, (i) => all.hidden[i]), sources, skipped };
+}
+
+/**
+ * Keeps at most `caps.get(source)` photos of each pool folder: evenly spaced in path order,
+ * so the choice (and its face cache) is the same for every run and seed. A capped pool is
+ * renamed (`lfw.max2000`) so its cache does not replace the full pool's.
+ */
+export function capPool(pool: UnlabeledPool, caps: ReadonlyMap<string, number | null>): UnlabeledPool {
+  const bySource = new Map<string, UnlabeledSample[]>();
+  for (const s of pool.samples) {
+    const list = bySource.get(s.source);
+    if (list === undefined) bySource.set(s.source, [s]);
+    else list.push(s);
+  }
+  const samples: UnlabeledSample[] = [];
+  const names: string[] = [];
+  for (const [source, list] of bySource) {
+    const cap = caps.get(source) ?? null;
+    if (cap === null || list.length <= cap) {
+      samples.push(...list);
+      names.push(source);
+      continue;
+    }
+    const sorted = [...list].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    for (let i = 0; i < cap; i++) samples.push(sorted[Math.floor((i * sorted.length) / cap)]);
+    names.push(`${source}.max${cap}`);
+  }
+  return { name: names.join("+"), samples, skipped: pool.skipped };
 }
 
 /** The images and labels of `split` at `indices` (the labeled part of a few-label split). */

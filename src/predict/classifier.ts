@@ -1,0 +1,82 @@
+/**
+ * A trained expression classifier for aligned face crops: a ferkit model file (or the default
+ * model shipped in `models/`) and batched inference on the crops that `src/faces` produces.
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { toPlanar } from "../data/image.js";
+import { predictProbs } from "../eval/evaluate.js";
+import type { AlignedFace } from "../faces/index.js";
+import { PACKAGE_ROOT } from "../torch/native.js";
+import { loadModelFile, type ModelCard } from "../train/model_file.js";
+import type { nn } from "../torch/index.js";
+
+/** The model that ships with ferkit (see `models/README.md`, its model card). */
+export const DEFAULT_MODEL = path.join(PACKAGE_ROOT, "models", "ferkit-vgg-fer2013.safetensors");
+
+/** A classifier of aligned faces. Dispose it to free the native weights. */
+export class FaceClassifier {
+  private constructor(
+    private readonly model: nn.Module,
+    /** Architecture, options, class names and `[C, H, W]` input of the model. */
+    readonly card: ModelCard,
+    /** The model file it was read from. */
+    readonly file: string,
+  ) {}
+
+  /**
+   * Loads a model file or a run folder (default: {@link DEFAULT_MODEL}).
+   * @throws ConfigError naming the file when it is missing, not a ferkit model, or its weights do
+   *   not fit its architecture
+   */
+  static load(fileOrRun: string = DEFAULT_MODEL): FaceClassifier {
+    const { model, card, file } = loadModelFile(fileOrRun);
+    return new FaceClassifier(model, card, file);
+  }
+
+  /** Class names of the outputs, in the label space the model was trained on. */
+  get classes(): string[] {
+    return this.card.classes;
+  }
+
+  /** Crop side in pixels the model takes (48 for VGG-FER on FER2013). */
+  get size(): number {
+    return this.card.input[1];
+  }
+
+  /** 1 (grayscale) or 3 (RGB). */
+  get channels(): 1 | 3 {
+    return this.card.input[0] as 1 | 3;
+  }
+
+  /**
+   * Class probabilities of aligned face crops, in batches.
+   * @param faces crops of `size x size x channels` (interleaved, as `alignFaces` returns them)
+   * @returns `[faces.length, classes.length]` float32 probabilities, rows summing to 1
+   * @throws RangeError when a crop's size or channels differ from the model's input
+   */
+  classify(
+    faces: readonly Pick<AlignedFace, "pixels" | "size" | "channels">[],
+    o: { tta?: boolean; batchSize?: number } = {},
+  ): Float32Array {
+    const [c, h, w] = this.card.input;
+    const per = c * h * w;
+    const images = new Uint8Array(faces.length * per);
+    faces.forEach((f, i) => {
+      if (f.size !== h || f.channels !== c)
+        throw new RangeError(`classify: crop ${i} is ${f.size}x${f.size}x${f.channels}, the model takes ${h}x${w}x${c}`);
+      images.set(toPlanar(f.pixels, h * w, c), i * per);
+    });
+    return predictProbs(this.model, images, [c, h, w], { tta: o.tta, batchSize: o.batchSize ?? 64 });
+  }
+
+  /** Frees the model's native memory. */
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** Whether the default model file is present (it ships in the repository). */
+export function hasDefaultModel(): boolean {
+  return existsSync(DEFAULT_MODEL);
+}

@@ -1,0 +1,206 @@
+/**
+ * Prediction on photos: every face detected, aligned to the model's framing and classified.
+ * Inputs are expanded first (folders walked for images and videos); a missing or unreadable
+ * file becomes an entry with an `error`, never an exception, so one bad file loses nothing else.
+ */
+import { readdirSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import sharp from "sharp";
+import path from "node:path";
+import { IMAGE_EXTENSIONS } from "../data/dataset.js";
+import { detectAndAlign, parsePnm, type AlignedFace, type FaceDetectorOptions } from "../faces/index.js";
+import type { FaceClassifier } from "./classifier.js";
+import { argmax } from "./smoothing.js";
+
+/** File extensions read as videos (through ffmpeg). */
+export const VIDEO_EXTENSIONS: ReadonlySet<string> = new Set([
+  ".mp4",
+  ".m4v",
+  ".mov",
+  ".avi",
+  ".mkv",
+  ".webm",
+  ".mpg",
+  ".mpeg",
+  ".wmv",
+  ".flv",
+  ".3gp",
+  ".ts",
+]);
+
+/** What the inputs of `ferkit predict` expand to. */
+export interface ExpandedInputs {
+  images: string[];
+  videos: string[];
+  /** Paths that do not exist or cannot be listed, with the reason. */
+  errors: { file: string; error: string }[];
+}
+
+/**
+ * Expands files and folders (walked recursively, sorted, hidden entries skipped) into image and
+ * video files by extension. A file named explicitly with another extension is tried as an image.
+ */
+export function expandInputs(paths: readonly string[]): ExpandedInputs {
+  const out: ExpandedInputs = { images: [], videos: [], errors: [] };
+  const classify = (file: string, explicit: boolean): void => {
+    const ext = path.extname(file).toLowerCase();
+    if (VIDEO_EXTENSIONS.has(ext)) out.videos.push(file);
+    else if (IMAGE_EXTENSIONS.has(ext) || explicit) out.images.push(file);
+  };
+  const visit = (dir: string): void => {
+    let names: string[];
+    try {
+      names = readdirSync(dir).sort();
+    } catch (err) {
+      out.errors.push({ file: dir, error: `cannot list the folder: ${(err as Error).message}` });
+      return;
+    }
+    for (const name of names) {
+      if (name.startsWith(".")) continue;
+      const full = path.join(dir, name);
+      let isDir = false;
+      try {
+        isDir = statSync(full).isDirectory();
+      } catch {
+        continue;
+      }
+      if (isDir) visit(full);
+      else classify(full, false);
+    }
+  };
+  for (const p of paths) {
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      out.errors.push({ file: p, error: "no such file or folder" });
+      continue;
+    }
+    if (st.isDirectory()) visit(p);
+    else classify(p, true);
+  }
+  return out;
+}
+
+/** One classified face. Coordinates are pixels of the decoded photo (after EXIF rotation). */
+export interface FacePrediction {
+  /** `[x, y, w, h]` of the detector's box, pixels. */
+  box: [number, number, number, number];
+  /** Eye centres used for alignment, pixels (the subject's left and right eye). */
+  landmarks: { left_eye: [number, number]; right_eye: [number, number] };
+  /** Class name -> probability in [0, 1], in the model's class order. */
+  probs: Record<string, number>;
+  /** The most probable class. */
+  label: string;
+  /** Probability of `label`, in [0, 1]. */
+  score: number;
+  /** Face detector confidence, in [0, 1]. */
+  detection_score: number;
+}
+
+/** The result for one photo: its faces (largest first; empty when none), or why it failed. */
+export interface ImagePrediction {
+  file: string;
+  width?: number;
+  height?: number;
+  faces: FacePrediction[];
+  /** Set when the file could not be read as an image (it then has no faces). */
+  error?: string;
+}
+
+/** Options of {@link predictImages}. */
+export interface PredictImagesOptions {
+  /** Average with the horizontal flip (test-time augmentation). */
+  tta?: boolean;
+  detector?: FaceDetectorOptions;
+  /** Worker threads for detection (default: as `detectAndAlign`). */
+  workers?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Turns a probability row into the face's fields. */
+export function facePrediction(
+  face: Pick<AlignedFace, "box" | "leftEye" | "rightEye" | "score">,
+  row: ArrayLike<number>,
+  classes: readonly string[],
+): FacePrediction {
+  const values = Array.from(row);
+  const k = argmax(values);
+  const round = (x: number): number => Math.round(x * 1e6) / 1e6;
+  return {
+    box: face.box.map((v) => Math.round(v * 10) / 10) as [number, number, number, number],
+    landmarks: {
+      left_eye: face.leftEye.map((v) => Math.round(v * 10) / 10) as [number, number],
+      right_eye: face.rightEye.map((v) => Math.round(v * 10) / 10) as [number, number],
+    },
+    probs: Object.fromEntries(classes.map((c, i) => [c, round(values[i])])),
+    label: classes[k],
+    score: round(values[k]),
+    detection_score: round(face.score),
+  };
+}
+
+/**
+ * Detects, aligns and classifies every face of every photo.
+ * @returns one entry per file, in input order
+ * @throws Error only when the face detector cannot start (its model files are missing)
+ */
+export async function predictImages(
+  files: readonly string[],
+  classifier: FaceClassifier,
+  o: PredictImagesOptions = {},
+): Promise<ImagePrediction[]> {
+  const detected = await detectAndAlign(files, {
+    size: classifier.size,
+    channels: classifier.channels,
+    every: true,
+    detector: o.detector,
+    workers: o.workers,
+    onProgress: o.onProgress ? (done, total) => o.onProgress?.(done, total) : undefined,
+  });
+  const crops = detected.results.flatMap((r) => (r.status === "ok" ? r.faces : []));
+  const probs = classifier.classify(crops, { tta: o.tta });
+  const C = classifier.classes.length;
+  let k = 0;
+  const out: ImagePrediction[] = detected.results.map((r) => {
+    if (r.status === "skipped") {
+      if (r.reason === "no_face") return { file: r.file, faces: [] };
+      return { file: r.file, faces: [], error: r.message ?? r.reason };
+    }
+    const faces = r.faces.map((f) => facePrediction(f, probs.subarray(C * k, C * ++k), classifier.classes));
+    return { file: r.file, width: r.width, height: r.height, faces };
+  });
+  // Detection ran on a resized photo (see decodeImage); report in the photo's own pixels.
+  await Promise.all(
+    out.map(async (p) => {
+      if (p.width === undefined || p.height === undefined || p.faces.length === 0) return;
+      const size = await photoSize(p.file);
+      if (size === null || size.width === p.width) return;
+      const f = size.width / p.width;
+      for (const face of p.faces) {
+        face.box = face.box.map((v) => Math.round(v * f * 10) / 10) as FacePrediction["box"];
+        face.landmarks.left_eye = face.landmarks.left_eye.map((v) => Math.round(v * f * 10) / 10) as [number, number];
+        face.landmarks.right_eye = face.landmarks.right_eye.map((v) => Math.round(v * f * 10) / 10) as [number, number];
+      }
+      p.width = size.width;
+      p.height = size.height;
+    }),
+  );
+  return out;
+}
+
+/** A photo's size in pixels after EXIF rotation (null when unknown). */
+async function photoSize(file: string): Promise<{ width: number; height: number } | null> {
+  try {
+    const m = await sharp(file).metadata();
+    if (m.width && m.height) return (m.orientation ?? 1) >= 5 ? { width: m.height, height: m.width } : { width: m.width, height: m.height };
+  } catch {
+    // Not a format sharp reads (PGM/PPM): decodeImage's own reader.
+  }
+  try {
+    const img = parsePnm(await readFile(file));
+    return { width: img.width, height: img.height };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * Prediction on a video: frames decoded by ffmpeg one at a time, faces detected and aligned,
+ * classified in batches across frames, tracked so a face keeps its id, and smoothed per track
+ * (the paper's majority vote and an exponential moving average). Rows come out in frame order
+ * through a callback; memory is bounded by the batch and the vote window, not the video length.
+ */
+import { alignFaces, type AlignedFace, type FaceDetector } from "../faces/index.js";
+import { annotateFrame } from "./annotate.js";
+import type { FaceClassifier } from "./classifier.js";
+import { Mp4Writer, decodedSize, probeVideo, readFrames, type VideoInfo } from "./ffmpeg.js";
+import { argmax, StreamingMajorityVote } from "./smoothing.js";
+import { FaceTracker } from "./tracker.js";
+
+/** One face in one frame. Boxes and landmarks are pixels of the video frame. */
+export interface VideoRow {
+  frame: number;
+  /** Frame time in seconds. */
+  time_s: number;
+  /** Track id: the same face keeps its id across frames. */
+  face: number;
+  box: [number, number, number, number];
+  landmarks: { left_eye: [number, number]; right_eye: [number, number] };
+  /** Class name -> probability in [0, 1] for this frame alone. */
+  probs: Record<string, number>;
+  label: string;
+  /** Probability of `label`, in [0, 1]. */
+  score: number;
+  /** Face detector confidence, in [0, 1]. */
+  detection_score: number;
+  /** The label after the majority vote over the track's window (Yu et al. 2023). */
+  label_vote: string;
+  /** The label of the exponential moving average of the track's probabilities. */
+  label_ema: string;
+}
+
+/** Options of {@link predictVideo}. */
+export interface VideoOptions {
+  tta?: boolean;
+  /** Classify every n-th frame (default 1: all). */
+  every?: number;
+  /** Majority-vote window in processed frames of a track (paper: 200) and its stride (paper: 100). */
+  voteWindow?: number;
+  voteStride?: number;
+  /** Weight of the newest frame in the probability EMA, in (0, 1] (default 0.3). */
+  emaAlpha?: number;
+  /** Longer frame side for detection; larger frames are scaled down by ffmpeg (default 1024 px). */
+  maxSide?: number;
+  /** Write an MP4 with boxes and labels (EMA-smoothed) drawn here. */
+  annotate?: string;
+  /** Faces per model batch (default 64). */
+  batchFaces?: number;
+  /** Called with each row, in frame order. */
+  onRow?: (row: VideoRow) => void;
+  onProgress?: (frame: number, info: VideoInfo) => void;
+}
+
+/** What a video gave, besides its rows. */
+export interface VideoSummary {
+  file: string;
+  fps: number;
+  width: number;
+  height: number;
+  /** Frames decoded. */
+  frames: number;
+  /** Frames classified (every `every`-th). */
+  processed: number;
+  /** Rows (faces over all frames). */
+  rows: number;
+  tracks: number;
+  /**
+   * Per decoded frame, the voted label index (model classes) of the frame's largest face, or -1
+   * where no face was classified: the input of the ABAW writer.
+   */
+  mainLabels: Int16Array;
+  /** Set when ffmpeg stopped early (a truncated file): the frames before it were used. */
+  warning?: string;
+}
+
+interface PendingFrame {
+  index: number;
+  time: number;
+  image: { data: Uint8Array; width: number; height: number } | null;
+  faces: AlignedFace[];
+  ids: number[];
+  /** Index into `faces` of the largest face, or -1. */
+  main: number;
+}
+
+/** Growable per-frame array of labels. */
+class FrameLabels {
+  private a = new Int16Array(1024).fill(-1);
+  length = 0;
+  set(frame: number, label: number): void {
+    while (frame >= this.a.length) {
+      const b = new Int16Array(this.a.length * 2).fill(-1);
+      b.set(this.a);
+      this.a = b;
+    }
+    this.a[frame] = label;
+    this.length = Math.max(this.length, frame + 1);
+  }
+  toArray(frames: number): Int16Array {
+    const out = new Int16Array(frames).fill(-1);
+    out.set(this.a.subarray(0, Math.min(frames, this.length)));
+    return out;
+  }
+}
+
+/**
+ * Runs detection, classification, tracking and smoothing over a video.
+ * @throws VideoError naming the file when it is not a readable video (before any row);
+ *   RangeError on bad options
+ */
+export async function predictVideo(
+  file: string,
+  classifier: FaceClassifier,
+  detector: FaceDetector,
+  o: VideoOptions = {},
+): Promise<VideoSummary> {
+  const every = o.every ?? 1;
+  const emaAlpha = o.emaAlpha ?? 0.3;
+  const batchFaces = o.batchFaces ?? 64;
+  if (!(Number.isInteger(every) && every >= 1)) throw new RangeError(`every must be a positive integer, got ${every}`);
+  if (!(emaAlpha > 0 && emaAlpha <= 1)) throw new RangeError(`emaAlpha must be in (0, 1], got ${emaAlpha}`);
+  const voteWindow = o.voteWindow ?? 200;
+  const voteStride = o.voteStride ?? 100;
+  new StreamingMajorityVote(voteWindow, voteStride); // validates the window options up front
+
+  const info = probeVideo(file);
+  const dec = decodedSize(info, o.maxSide);
+  const toVideo = info.width / dec.width;
+  const classes = classifier.classes;
+  const tracker = new FaceTracker({ maxAge: Math.max(2, Math.round(info.fps / 2 / every)) });
+  const votes = new Map<number, StreamingMajorityVote<VideoRow>>();
+  const ema = new Map<number, number[]>();
+  const mainLabels = new FrameLabels();
+  const mainOf = new Map<number, number>(); // frame -> track id of its largest face
+  const writer = o.annotate ? new Mp4Writer(o.annotate, dec.width, dec.height, info.fps) : null;
+  let warning: string | undefined;
+  let frames = 0;
+  let processed = 0;
+  let rowCount = 0;
+
+  // Finished rows wait here until no track can still emit an earlier frame.
+  let ready: VideoRow[] = [];
+  const emit = (finished: { item: VideoRow; label: number }[]): void => {
+    for (const { item, label } of finished) {
+      item.label_vote = classes[label];
+      if (mainOf.get(item.frame) === item.face) {
+        mainLabels.set(item.frame, label);
+        mainOf.delete(item.frame);
+      }
+      ready.push(item);
+    }
+  };
+  const release = (all: boolean): void => {
+    let oldest = Infinity;
+    if (!all) for (const v of votes.values()) oldest = Math.min(oldest, v.oldest()?.frame ?? Infinity);
+    const out = ready.filter((r) => r.frame < oldest).sort((a, b) => a.frame - b.frame || a.face - b.face);
+    ready = ready.filter((r) => r.frame >= oldest);
+    for (const r of out) {
+      rowCount++;
+      o.onRow?.(r);
+    }
+  };
+
+  const round = (x: number, k = 1e6): number => Math.round(x * k) / k;
+  const px = (v: number): number => Math.round(v * toVideo * 10) / 10;
+  let queue: PendingFrame[] = [];
+  const flush = async (): Promise<void> => {
+    const crops = queue.flatMap((f) => f.faces);
+    const probs = classifier.classify(crops, { tta: o.tta });
+    const C = classes.length;
+    let k = 0;
+    for (const f of queue) {
+      const captions: string[] = [];
+      f.faces.forEach((face, j) => {
+        const row = Array.from(probs.subarray(C * k, C * ++k));
+        const id = f.ids[j];
+        const prev = ema.get(id);
+        const s = prev === undefined ? row : row.map((v, c) => emaAlpha * v + (1 - emaAlpha) * prev[c]);
+        ema.set(id, s);
+        const label = argmax(row);
+        const r: VideoRow = {
+          frame: f.index,
+          time_s: round(f.time, 1e4),
+          face: id,
+          box: face.box.map(px) as VideoRow["box"],
+          landmarks: { left_eye: face.leftEye.map(px) as [number, number], right_eye: face.rightEye.map(px) as [number, number] },
+          probs: Object.fromEntries(classes.map((c, i) => [c, round(row[i])])),
+          label: classes[label],
+          score: round(row[label]),
+          detection_score: round(face.score),
+          label_vote: classes[label],
+          label_ema: classes[argmax(s)],
+        };
+        if (j === f.main) mainOf.set(f.index, id);
+        let v = votes.get(id);
+        if (v === undefined) {
+          v = new StreamingMajorityVote<VideoRow>(voteWindow, voteStride);
+          votes.set(id, v);
+        }
+        emit(v.push(r, label));
+        captions.push(`#${id} ${r.label_ema} ${Math.round(100 * s[argmax(s)])}%`);
+      });
+      if (writer && f.image) {
+        const drawn = await annotateFrame(
+          f.image,
+          f.faces.map((face, j) => ({ box: face.box, caption: captions[j] })),
+          (j) => f.ids[j],
+        );
+        await writer.write(drawn);
+      }
+    }
+    queue = [];
+    release(false);
+  };
+
+  try {
+    for await (const frame of readFrames(file, info, { maxSide: o.maxSide, onError: (m) => (warning = `${file}: ${m}`) })) {
+      frames++;
+      o.onProgress?.(frame.index, info);
+      const classify = frame.index % every === 0;
+      let faces: AlignedFace[] = [];
+      if (classify) {
+        processed++;
+        const detections = await detector.detect(frame.image);
+        faces = alignFaces(frame.image, detections, { size: classifier.size, channels: classifier.channels, every: true });
+      }
+      const ids = classify
+        ? tracker.update(
+            frame.index,
+            faces.map((f) => f.box),
+          )
+        : [];
+      for (const id of tracker.takeEnded()) {
+        const v = votes.get(id);
+        if (v) emit(v.flush());
+        votes.delete(id);
+        ema.delete(id);
+      }
+      let main = -1;
+      faces.forEach((f, j) => (main < 0 || f.box[2] * f.box[3] > faces[main].box[2] * faces[main].box[3] ? (main = j) : 0));
+      queue.push({ index: frame.index, time: frame.time, image: writer ? frame.image : null, faces, ids, main });
+      const pendingFaces = queue.reduce((a, f) => a + f.faces.length, 0);
+      if (pendingFaces >= batchFaces || queue.length >= 32) await flush();
+    }
+    await flush();
+    for (const v of votes.values()) emit(v.flush());
+    votes.clear();
+    release(true);
+  } finally {
+    if (writer) await writer.close();
+  }
+  return {
+    file,
+    fps: info.fps,
+    width: info.width,
+    height: info.height,
+    frames,
+    processed,
+    rows: rowCount,
+    tracks: tracker.count,
+    mainLabels: mainLabels.toArray(frames),
+    warning,
+  };
+}
