@@ -7,7 +7,7 @@ export function exportCommand(): Command {
     .description("write a run's model (or a model file) as a standalone model file, optionally in float16")
     .argument("<model>", "a run folder or model file written by ferkit train")
     .argument("<out>", "the .safetensors file to write")
-    .option("--half", "store the weights as float16 (half the size; predictions change by about 1e-3 in probability)", false)
+    .option("--half", "store the weights as float16 (half the size; loading converts them back to float32)", false)
     .action(async (model: string, outFile: string, o: { half: boolean }) => {
       const { loadModelFile, saveModelFile } = await import("../train/model_file.js");
       const { statSync } = await import("node:fs");

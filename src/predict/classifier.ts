@@ -70,6 +70,18 @@ export class FaceClassifier {
     return predictProbs(this.model, images, [c, h, w], { tta: o.tta, batchSize: o.batchSize ?? 64 });
   }
 
+  /**
+   * Class probabilities of crops already in the model's layout (e.g. a prepared dataset split).
+   * @param images `[n, C, H, W]` uint8, the model's input shape
+   * @returns `[n, classes.length]` float32 probabilities
+   */
+  classifyPlanar(images: Uint8Array, o: { tta?: boolean; batchSize?: number } = {}): Float32Array {
+    const [c, h, w] = this.card.input;
+    if (images.length % (c * h * w) !== 0)
+      throw new RangeError(`classifyPlanar: ${images.length} bytes is not a whole number of [${c}, ${h}, ${w}] images`);
+    return predictProbs(this.model, images, [c, h, w], { tta: o.tta, batchSize: o.batchSize ?? 256 });
+  }
+
   /** Frees the model's native memory. */
   dispose(): void {
     this.model.dispose();

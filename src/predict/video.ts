@@ -130,7 +130,8 @@ export async function predictVideo(
   const dec = decodedSize(info, o.maxSide);
   const toVideo = info.width / dec.width;
   const classes = classifier.classes;
-  const tracker = new FaceTracker({ maxAge: Math.max(2, Math.round(info.fps / 2 / every)) });
+  // A face may go undetected for half a second (in video frames) before its track ends.
+  const tracker = new FaceTracker({ maxAge: Math.max(2 * every, Math.round(info.fps / 2)) });
   const votes = new Map<number, StreamingMajorityVote<VideoRow>>();
   const ema = new Map<number, number[]>();
   const mainLabels = new FrameLabels();

@@ -1,0 +1,224 @@
+/**
+ * `npm run bench:predict`: ferkit's shipped model against @vladmandic/human's emotion model.
+ *
+ * 1. Accuracy and macro-F1 on every FER2013 PrivateTest crop. Each model gets the dataset's own
+ *    face crop: ferkit's model the 48x48 crop as it was trained; Human's emotion model the same
+ *    crop prepared exactly as Human prepares a face (bilinear to 64x64, its RGB-to-gray weights,
+ *    (x - 0.5) * 2). Same seven classes in the same order.
+ * 2. Faces/s of the whole pipeline (decode a frame file, detect, align or crop, classify) on the
+ *    same video frames: ferkit's `predictImages` (its product path: detection on 2 worker threads,
+ *    one model batch) and Human's `detect` with its face detector, mesh and emotion models (its
+ *    emotion pipeline; iris, description, antispoof and liveness off). Rounds alternate between
+ *    the two; the medians are printed.
+ *
+ * Prints the figures and, on the last line, one JSON object.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import sharp from "sharp";
+import { openData } from "../src/data/open.js";
+import { prepareSplit, resolveCacheDir } from "../src/data/prepare.js";
+import { argmaxRows } from "../src/eval/evaluate.js";
+import { classificationReport } from "../src/eval/metrics.js";
+import { FaceDetector } from "../src/faces/index.js";
+import { defaultDataRoot } from "../src/paths.js";
+import { FaceClassifier } from "../src/predict/classifier.js";
+import { predictImages } from "../src/predict/images.js";
+import { PACKAGE_ROOT } from "../src/torch/native.js";
+import * as torch from "../src/torch/index.js";
+import { median } from "./common.js";
+
+const require = createRequire(import.meta.url);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const FRAMES = Number(process.env.FRAMES ?? 60);
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- tfjs and Human are driven through their untyped runtime objects here */
+type Any = any;
+
+async function main(): Promise<void> {
+  torch.setNumThreads(2);
+  const dataRoot = defaultDataRoot();
+  const classifier = FaceClassifier.load();
+  console.log(
+    `ferkit model: ${path.relative(PACKAGE_ROOT, classifier.file)} (${classifier.card.name}, classes ${classifier.classes.join(", ")})`,
+  );
+
+  // 1. Accuracy on PrivateTest crops.
+  const opened = openData({ paths: [path.join(dataRoot, "fer2013")], format: "fer2013" });
+  if (opened.kind !== "labeled") throw new Error("fer2013 is a labeled dataset");
+  const split = await prepareSplit(opened.dataset, "PrivateTest", {
+    size: 48,
+    channels: 1,
+    cacheDir: resolveCacheDir(".cache", PACKAGE_ROOT),
+    progress: false,
+  });
+  const classes = opened.dataset.space.classes;
+  const ferkitProbs = classifier.classifyPlanar(split.images);
+  const ferkit = classificationReport(split.labels, argmaxRows(ferkitProbs, classes.length), classes.length);
+
+  // Human's emotion model, loaded from the installed package through tfjs (wasm backend).
+  const detector = await FaceDetector.create(); // starts tfjs-wasm and its file:// model loader
+  const humanDist = path.dirname(require.resolve("@vladmandic/human"));
+  const { Human } = require(path.join(humanDist, "human.node-wasm.js")) as { Human: new (c: Any) => Any };
+  const modelDir = path.join(humanDist, "..", "models");
+  const human = new Human({
+    backend: "wasm",
+    wasmPath: path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep,
+    modelBasePath: "file://" + modelDir + path.sep,
+    debug: false,
+    warmup: "none",
+    cacheSensitivity: 0,
+    skipAllowed: false,
+    filter: { enabled: false },
+    gesture: { enabled: false },
+    body: { enabled: false },
+    hand: { enabled: false },
+    object: { enabled: false },
+    segmentation: { enabled: false },
+    face: {
+      enabled: true,
+      detector: { rotation: false, maxDetected: 20 },
+      mesh: { enabled: true },
+      iris: { enabled: false },
+      attention: { enabled: false },
+      emotion: { enabled: true, minConfidence: 0 },
+      description: { enabled: false },
+      antispoof: { enabled: false },
+      liveness: { enabled: false },
+      gear: { enabled: false },
+    },
+  });
+  await human.load();
+  const tf = human.tf as Any;
+  const emotion = await tf.loadGraphModel("file://" + path.join(modelDir, "emotion.json"));
+  const humanLabels: number[] = [];
+  const per = 48 * 48;
+  for (let start = 0; start < split.n; start += 256) {
+    const m = Math.min(256, split.n - start);
+    const probs = tf.tidy(() => {
+      const gray = tf
+        .tensor(split.images.subarray(start * per, (start + m) * per), [m, 48, 48, 1], "int32")
+        .toFloat()
+        .div(255);
+      const rgb = tf.tile(gray, [1, 1, 1, 3]); // the crop as Human receives a face: RGB in [0, 1]
+      const resized = tf.image.resizeBilinear(rgb, [64, 64], false);
+      const g = tf.sum(tf.mul(resized, [0.2989, 0.587, 0.114]), 3, true);
+      return emotion.execute(tf.mul(tf.sub(g, 0.5), 2));
+    });
+    const values = (await probs.data()) as Float32Array;
+    probs.dispose();
+    humanLabels.push(...argmaxRows(values, 7));
+  }
+  const humanReport = classificationReport(split.labels, humanLabels, classes.length);
+  const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+  console.log(`\nFER2013 PrivateTest, ${split.n} crops:`);
+  console.log(`  ferkit default model: accuracy ${pct(ferkit.accuracy)}, macro-F1 ${pct(ferkit.macroF1)}`);
+  console.log(`  Human emotion model:  accuracy ${pct(humanReport.accuracy)}, macro-F1 ${pct(humanReport.macroF1)}`);
+
+  // 2. Faces/s on video frames: a video made from LFW photos, decoded to PNG frames.
+  const work = mkdtempSync(path.join(tmpdir(), "ferkit-bench-predict-"));
+  try {
+    const lfw = path.join(dataRoot, "lfw", "lfw-deepfunneled");
+    const photos = readdirSync(lfw)
+      .sort()
+      .flatMap((p) => readdirSync(path.join(lfw, p)).map((f) => path.join(lfw, p, f)))
+      .filter((f) => f.endsWith(".jpg"))
+      .slice(0, FRAMES);
+    const list = path.join(work, "list.txt");
+    writeFileSync(list, photos.map((p) => `file '${p}'\nduration 0.04`).join("\n") + "\n");
+    const video = path.join(work, "clip.mp4");
+    const enc = spawnSync("ffmpeg", [
+      "-v",
+      "error",
+      "-y",
+      "-f",
+      "concat",
+      "-safe",
+      "0",
+      "-i",
+      list,
+      "-r",
+      "25",
+      "-c:v",
+      "libx264",
+      "-pix_fmt",
+      "yuv420p",
+      video,
+    ]);
+    if (enc.status !== 0) throw new Error(`ffmpeg: ${String(enc.stderr)}`);
+    const framesDir = path.join(work, "frames");
+    mkdirSync(framesDir);
+    const dec = spawnSync("ffmpeg", ["-v", "error", "-i", video, "-vsync", "passthrough", path.join(framesDir, "%05d.png")]);
+    if (dec.status !== 0) throw new Error(`ffmpeg: ${String(dec.stderr)}`);
+    const frames = readdirSync(framesDir)
+      .sort()
+      .map((f) => path.join(framesDir, f));
+
+    const runFerkit = async (): Promise<{ faces: number; seconds: number }> => {
+      const t = performance.now();
+      const r = await predictImages(frames, classifier);
+      return { faces: r.reduce((a, x) => a + x.faces.length, 0), seconds: (performance.now() - t) / 1000 };
+    };
+    const runHuman = async (): Promise<{ faces: number; seconds: number }> => {
+      const t = performance.now();
+      let faces = 0;
+      for (const f of frames) {
+        const { data, info } = await sharp(f).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+        const input = tf.tensor(new Uint8Array(data.buffer, data.byteOffset, data.length), [1, info.height, info.width, 3], "int32");
+        const r = await human.detect(input);
+        input.dispose();
+        faces += r.face.filter((x: Any) => (x.emotion ?? []).length > 0).length;
+      }
+      return { faces, seconds: (performance.now() - t) / 1000 };
+    };
+    await runHuman(); // warm-up of both
+    await runFerkit();
+    const ferkitRates: number[] = [];
+    const humanRates: number[] = [];
+    let facesF = 0;
+    let facesH = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      const a = await runFerkit();
+      const b = await runHuman();
+      facesF = a.faces;
+      facesH = b.faces;
+      ferkitRates.push(a.faces / a.seconds);
+      humanRates.push(b.faces / b.seconds);
+      console.log(
+        `  round ${r + 1}: ferkit ${(a.faces / a.seconds).toFixed(1)} faces/s, Human ${(b.faces / b.seconds).toFixed(1)} faces/s`,
+      );
+    }
+    const f = median(ferkitRates);
+    const h = median(humanRates);
+    console.log(
+      `\nfull pipeline on ${frames.length} frames (${facesF} faces found by ferkit, ${facesH} classified by Human), median of ${ROUNDS} rounds:`,
+    );
+    console.log(`  ferkit ${f.toFixed(1)} faces/s, Human ${h.toFixed(1)} faces/s: ratio ${(f / h).toFixed(2)}`);
+    console.log(
+      JSON.stringify({
+        n_crops: split.n,
+        ferkit_accuracy: ferkit.accuracy,
+        ferkit_macro_f1: ferkit.macroF1,
+        human_accuracy: humanReport.accuracy,
+        human_macro_f1: humanReport.macroF1,
+        frames: frames.length,
+        ferkit_faces_s: f,
+        human_faces_s: h,
+        ratio: f / h,
+      }),
+    );
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+    detector.dispose();
+    emotion.dispose();
+    classifier.dispose();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

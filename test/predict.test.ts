@@ -1,0 +1,334 @@
+// `ferkit predict` with the model shipped in models/: real photos (FER2013 crops, LFW), a video
+// made here with ffmpeg from LFW photos, smoothing and tracking on hand-made sequences, the ABAW
+// writer's format, and the bad inputs (no face, unreadable files, broken videos, wrong models).
+import { test, describe, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import sharp from "sharp";
+import { parse } from "csv-parse/sync";
+import "./helpers.js";
+import { defaultDataRoot } from "../src/paths.js";
+import { PACKAGE_ROOT } from "../src/torch/native.js";
+import { DEFAULT_MODEL } from "../src/predict/classifier.js";
+import { abawSubmission, ABAW_HEADER } from "../src/predict/abaw.js";
+import { emaProbs, majorityVote, StreamingMajorityVote } from "../src/predict/smoothing.js";
+import { FaceTracker, iou } from "../src/predict/tracker.js";
+import { Rng } from "../src/data/sampler.js";
+
+const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
+const work = mkdtempSync(path.join(tmpdir(), "ferkit-predict-"));
+after(() => rmSync(work, { recursive: true, force: true }));
+const cli = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
+const data = defaultDataRoot();
+const lfw = path.join(data, "lfw", "lfw-deepfunneled");
+/** The first `n` LFW photos in path order. */
+function lfwPhotos(n: number): string[] {
+  const out: string[] = [];
+  for (const person of readdirSync(lfw).sort()) {
+    for (const f of readdirSync(path.join(lfw, person)).sort()) if (f.endsWith(".jpg")) out.push(path.join(lfw, person, f));
+    if (out.length >= n) break;
+  }
+  return out.slice(0, n);
+}
+const FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+
+describe("smoothing, tracking and the ABAW writer on hand-made sequences", () => {
+  test("majority vote: windows with the later one winning, ties to the lower class, -1 kept", () => {
+    // size 4, stride 2: windows [0,4) [2,6) [4,8) [6,8)
+    assert.deepEqual(majorityVote([1, 1, 2, 2, 2, 3, 3, 3], 4, 2), [1, 1, 2, 2, 3, 3, 3, 3]);
+    assert.deepEqual(majorityVote([5, -1, 5, 4], 4, 4), [5, -1, 5, 5]);
+    assert.deepEqual(majorityVote([2, 1], 2, 2), [1, 1], "a tie goes to the lower class");
+    assert.deepEqual(majorityVote([], 200, 100), []);
+    assert.throws(() => majorityVote([1], 0, 1), /window size must be a positive integer/);
+  });
+
+  test("the streaming vote gives exactly the batch vote, with bounded delay", () => {
+    const rng = new Rng(7);
+    const label = (): number => (rng.next() < 0.05 ? -1 : rng.int(4));
+    for (const [size, stride, n] of [
+      [200, 100, 1000],
+      [5, 2, 23],
+      [4, 4, 16],
+      [3, 5, 17],
+      [7, 1, 30],
+      [10, 10, 10],
+    ]) {
+      const labels = Array.from({ length: n }, label);
+      const s = new StreamingMajorityVote<number>(size, stride);
+      const got: { item: number; label: number }[] = [];
+      labels.forEach((l, i) => {
+        got.push(...s.push(i, l));
+        assert.ok(i + 1 - got.length <= size + stride, `delay ${i + 1 - got.length} <= ${size + stride}`);
+      });
+      got.push(...s.flush());
+      assert.deepEqual(
+        got.map((g) => g.item),
+        labels.map((_, i) => i),
+      );
+      assert.deepEqual(
+        got.map((g) => g.label),
+        majorityVote(labels, size, stride),
+        `size ${size} stride ${stride} n ${n}`,
+      );
+    }
+  });
+
+  test("EMA of probabilities", () => {
+    const s = emaProbs(
+      [
+        [1, 0],
+        [0, 1],
+        [0, 1],
+      ],
+      0.5,
+    );
+    assert.deepEqual(s, [
+      [1, 0],
+      [0.5, 0.5],
+      [0.25, 0.75],
+    ]);
+    assert.throws(() => emaProbs([], 0), /alpha must be in \(0, 1\]/);
+  });
+
+  test("the tracker keeps ids of moving faces, and a face gone too long gets a new id", () => {
+    assert.equal(iou([0, 0, 10, 10], [5, 0, 10, 10]), 50 / 150);
+    const t = new FaceTracker({ maxAge: 2 });
+    assert.deepEqual(
+      t.update(0, [
+        [0, 0, 50, 50],
+        [100, 0, 50, 50],
+      ]),
+      [0, 1],
+    );
+    // Both move right by 5 px, given in the other order.
+    assert.deepEqual(
+      t.update(1, [
+        [105, 0, 50, 50],
+        [5, 0, 50, 50],
+      ]),
+      [1, 0],
+    );
+    assert.deepEqual(t.update(2, [[10, 0, 50, 50]]), [0]);
+    assert.deepEqual(t.update(6, [[110, 0, 50, 50]]), [2], "track 1 unseen for 5 > 2 frames ended");
+    assert.deepEqual(t.takeEnded().sort(), [0, 1]);
+  });
+
+  test("ABAW file: header, ABAW class order, frames without a face filled from the last prediction", () => {
+    // Model classes in FER2013 order: 3 happy -> Happiness 4, 0 angry -> Anger 1, 6 neutral -> Neutral 0.
+    const { text, filled } = abawSubmission([-1, 3, 3, -1, 0, -1, 6], FER_CLASSES);
+    assert.equal(text, [ABAW_HEADER, 4, 4, 4, 4, 1, 1, 0].join("\n") + "\n");
+    assert.equal(ABAW_HEADER, "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other");
+    assert.equal(filled, 3);
+    assert.equal(abawSubmission([-1, -1], FER_CLASSES).text, `${ABAW_HEADER}\n0\n0\n`);
+  });
+});
+
+describe("predict on real photos with the shipped model", () => {
+  test("the shipped model is a small ferkit model file", () => {
+    assert.ok(existsSync(DEFAULT_MODEL), `${DEFAULT_MODEL} ships with ferkit`);
+    assert.ok(statSync(DEFAULT_MODEL).size < 10e6, "under 10 MB");
+    assert.ok(existsSync(path.join(PACKAGE_ROOT, "models", "README.md")), "with its model card");
+  });
+
+  test("LFW photos and FER2013 crops: JSON faces with box, landmarks, probs, label, score", () => {
+    const photos = lfwPhotos(3);
+    const labels = readFileSync(path.join(data, "fer2013", "labels.csv"), "utf8").split("\n");
+    const crops = labels
+      .filter((l) => l.includes(",PrivateTest,FER2013Test/"))
+      .slice(0, 4)
+      .map((l) => path.join(data, "fer2013", l.split(",")[2]));
+    const r = cli("predict", ...photos, ...crops, "--json");
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            file: string;
+            faces: { box: number[]; landmarks: Record<string, number[]>; probs: Record<string, number>; label: string; score: number }[];
+          },
+      );
+    assert.deepEqual(
+      lines.map((l) => l.file),
+      [...photos, ...crops],
+    );
+    for (const l of lines.slice(0, 3)) {
+      assert.ok(l.faces.length >= 1, `a face in ${l.file}`);
+      const f = l.faces[0];
+      // LFW photos are 250x250 with the face in the middle.
+      assert.ok(f.box[0] > 30 && f.box[0] + f.box[2] < 220 && f.box[2] > 50, `box ${f.box} inside the 250 px photo`);
+      assert.ok(f.landmarks.left_eye[0] > f.landmarks.right_eye[0], "the subject's left eye is on the image's right");
+      assert.deepEqual(Object.keys(f.probs), FER_CLASSES);
+      assert.ok(Math.abs(Object.values(f.probs).reduce((a, b) => a + b, 0) - 1) < 1e-4);
+      assert.equal(f.label, FER_CLASSES[Object.values(f.probs).indexOf(Math.max(...Object.values(f.probs)))]);
+      assert.equal(f.score, f.probs[f.label]);
+    }
+    // 48x48 crops are upscaled for detection; boxes come back in the crop's own pixels.
+    const found = lines.slice(3).filter((l) => l.faces.length > 0);
+    assert.ok(found.length >= 3, `faces found in ${found.length} of 4 FER2013 crops`);
+    for (const l of found)
+      assert.ok(
+        l.faces[0].box.every((v) => v >= 0 && v <= 48),
+        `box ${l.faces[0].box} within 48 px`,
+      );
+  });
+
+  test("CSV: one row per face, probability columns named after the classes; --annotate draws them", () => {
+    const photos = lfwPhotos(2);
+    const ann = path.join(work, "ann-photos");
+    const r = cli("predict", ...photos, "--csv", "--annotate", ann);
+    assert.equal(r.status, 0, r.stderr);
+    const rows = parse(r.stdout, { columns: true }) as Record<string, string>[];
+    assert.ok(rows.length >= 2);
+    assert.deepEqual(Object.keys(rows[0]).slice(0, 4), ["file", "frame", "time_s", "face"]);
+    assert.ok(FER_CLASSES.every((c) => `p_${c}` in rows[0]));
+    assert.ok(FER_CLASSES.includes(rows[0].label));
+    assert.deepEqual(readdirSync(ann).sort(), photos.map((p) => path.basename(p)).sort());
+  });
+
+  test("bad inputs: no face is an empty list; unreadable and missing files are named; the rest is kept", async () => {
+    const gray = path.join(work, "gray.png");
+    await sharp({ create: { width: 200, height: 200, channels: 3, background: { r: 128, g: 128, b: 128 } } })
+      .png()
+      .toFile(gray);
+    const broken = path.join(work, "broken.jpg");
+    writeFileSync(broken, "not a jpeg at all");
+    const [photo] = lfwPhotos(1);
+    const r = cli("predict", gray, broken, path.join(work, "missing.png"), photo, "--json");
+    assert.equal(r.status, 2, "some input could not be read");
+    assert.match(r.stderr, /broken\.jpg: not a readable image/);
+    assert.match(r.stderr, /missing\.png: no such file or folder/);
+    const byFile = new Map(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { file: string; faces?: unknown[]; error?: string })
+        .map((l) => [path.basename(l.file), l]),
+    );
+    assert.deepEqual(byFile.get("gray.png"), { file: gray, faces: [] });
+    assert.ok(byFile.get("broken.jpg")?.error);
+    assert.ok(byFile.get("missing.png")?.error);
+    assert.ok((byFile.get(path.basename(photo))?.faces ?? []).length >= 1, "the good photo is still predicted");
+  });
+
+  test("a model file of the wrong kind is a clear error naming it", () => {
+    const notModel = path.join(work, "notes.safetensors");
+    writeFileSync(notModel, "hello");
+    let r = cli("predict", lfwPhotos(1)[0], "--model", notModel);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /notes\.safetensors/);
+    // The shipped weights under a card that names another architecture.
+    const wrong = path.join(work, "wrong-arch.safetensors");
+    const raw = readFileSync(DEFAULT_MODEL);
+    const headerLen = Number(raw.readBigUInt64LE(0));
+    const header = JSON.parse(raw.subarray(8, 8 + headerLen).toString("utf8")) as { __metadata__: Record<string, string> };
+    const card = JSON.parse(header.__metadata__.ferkit_model) as { name: string };
+    card.name = "resnet18";
+    header.__metadata__.ferkit_model = JSON.stringify(card);
+    const h = Buffer.from(JSON.stringify(header));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    writeFileSync(wrong, Buffer.concat([len, h, raw.subarray(8 + headerLen)]));
+    r = cli("predict", lfwPhotos(1)[0], "--model", wrong);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /wrong-arch\.safetensors: the weights do not fit a resnet18/);
+  });
+});
+
+describe("predict on a video made from LFW photos", () => {
+  const video = path.join(work, "clip.mp4");
+  const FRAMES = 24;
+
+  test("per-frame rows with a stable face id, smoothed labels, an annotated MP4 and an ABAW file", () => {
+    // 4 photos x 6 frames at 12 fps: the face stays in place, so one track.
+    const frames = path.join(work, "frames");
+    mkdirSync(frames);
+    lfwPhotos(4).forEach((p, i) => {
+      for (let k = 0; k < 6; k++) copyFileSync(p, path.join(frames, `${String(i * 6 + k).padStart(4, "0")}.jpg`));
+    });
+    const ff = spawnSync("ffmpeg", [
+      "-v",
+      "error",
+      "-y",
+      "-framerate",
+      "12",
+      "-i",
+      path.join(frames, "%04d.jpg"),
+      "-c:v",
+      "libx264",
+      "-pix_fmt",
+      "yuv420p",
+      "-movflags",
+      "+faststart",
+      video,
+    ]);
+    assert.equal(ff.status, 0, String(ff.stderr));
+    const ann = path.join(work, "ann-video");
+    const abaw = path.join(work, "abaw");
+    const r = cli("predict", video, "--csv", "--annotate", ann, "--abaw", abaw, "--vote-window", "12", "--vote-stride", "6");
+    assert.equal(r.status, 0, r.stderr);
+    const rows = parse(r.stdout, { columns: true }) as Record<string, string>[];
+    assert.equal(rows.length, FRAMES, "one face in each frame");
+    assert.deepEqual(
+      rows.map((x) => Number(x.frame)),
+      Array.from({ length: FRAMES }, (_, i) => i),
+    );
+    assert.ok(
+      rows.every((x) => x.face === "0"),
+      "one track id throughout",
+    );
+    assert.equal(Number(rows[12].time_s), 1);
+    const raw = rows.map((x) => FER_CLASSES.indexOf(x.label));
+    assert.deepEqual(
+      rows.map((x) => FER_CLASSES.indexOf(x.label_vote)),
+      majorityVote(raw, 12, 6),
+    );
+    const probe = spawnSync(
+      "ffprobe",
+      ["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames,width,height", "-of", "csv=p=0", path.join(ann, "clip.mp4")],
+      { encoding: "utf8" },
+    );
+    assert.equal(probe.stdout.trim(), `250,250,${FRAMES}`);
+    const lines = readFileSync(path.join(abaw, "clip.txt"), "utf8").trim().split("\n");
+    assert.equal(lines[0], ABAW_HEADER);
+    assert.equal(lines.length, FRAMES + 1);
+    assert.ok(lines.slice(1).every((l) => /^[0-7]$/.test(l)));
+  });
+
+  test("a truncated video gives the frames before the damage and says so; a text file named .mp4 is named as not a video", () => {
+    const cut = path.join(work, "cut.mp4");
+    copyFileSync(video, cut);
+    truncateSync(cut, Math.floor(statSync(video).size * 0.6));
+    const fake = path.join(work, "fake.mp4");
+    writeFileSync(fake, "this is not a video");
+    const r = cli("predict", cut, fake, "--json");
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /fake\.mp4: not a readable video/);
+    const out = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { file: string; rows: unknown[]; error?: string });
+    const fakeOut = out.find((o) => o.file === fake);
+    assert.ok(fakeOut?.error, "the broken video has an error entry");
+    // The index is at the start (faststart), so ffmpeg decodes the frames before the cut.
+    const cutOut = out.find((o) => o.file === cut);
+    assert.ok(cutOut && cutOut.error === undefined, "the cut video is read up to the damage");
+    assert.ok(cutOut.rows.length > 0 && cutOut.rows.length < FRAMES, `${cutOut.rows.length} rows of ${FRAMES} frames`);
+    assert.match(r.stderr, /cut\.mp4: ffmpeg stopped after \d+ frames/);
+  });
+});
