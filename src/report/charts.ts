@@ -20,9 +20,11 @@ export interface LineChartOptions {
   yDomain?: [number, number];
   /** Show y values (fractions in [0, 1]) as percentages. */
   percent?: boolean;
+  /** x is a count (epochs): integer ticks only. */
+  integerX?: boolean;
 }
 
-const WIDTH = 640;
+const WIDTH = 600;
 const HEIGHT = 280;
 
 /** Draws charts as SVG strings; one renderer (one DOM) serves a whole report. */
@@ -40,12 +42,15 @@ export class ChartRenderer {
       s.points.map((p) => ({ series: s.name, x: p.x, y: p.y === null || !Number.isFinite(p.y) ? NaN : p.y })),
     );
     const few = o.series.every((s) => s.points.length <= 40);
+    const xs = [...new Set(rows.map((r) => r.x))].sort((a, b) => a - b);
+    // Plot's `percent` scales the data by 100, so a fixed domain must be scaled too.
+    const domain = o.yDomain && o.percent ? (o.yDomain.map((v) => 100 * v) as [number, number]) : o.yDomain;
     return this.render({
       width: WIDTH,
       height: HEIGHT,
       marginLeft: 50,
-      x: { label: o.xLabel },
-      y: { label: o.yLabel, domain: o.yDomain, grid: true, percent: o.percent },
+      x: { label: o.xLabel, ...(o.integerX ? { tickFormat: "d", ...(xs.length <= 12 ? { ticks: xs } : {}) } : {}) },
+      y: { label: o.yLabel, domain, grid: true, percent: o.percent },
       color: { legend: o.series.length > 1, domain: o.series.map((s) => s.name) },
       marks: [
         Plot.lineY(rows, { x: "x", y: "y", stroke: "series" }),

@@ -106,7 +106,15 @@ function runSection(r: RunData, charts: ChartRenderer): string {
         ...r.thresholds.map((t) => ({ x: t.epoch, y: t.tau[k] })),
       ],
     }));
-    parts.push(chart("thresholds", "Per-class thresholds (tau)", charts.lines({ xLabel: "epoch", yLabel: "tau", series })));
+    const lowest = Math.min(...series.flatMap((x) => x.points.map((p) => p.y ?? 1)));
+    parts.push(
+      chart(
+        "thresholds",
+        "Per-class thresholds (tau)",
+        charts.lines({ xLabel: "epoch", yLabel: "tau", series, yDomain: [Math.min(0.5, Math.floor(lowest * 10) / 10), 1], integerX: true }),
+        "Classes with the same threshold draw over each other.",
+      ),
+    );
   }
   if (r.pseudo.length > 0) {
     const series: Series[] = [
@@ -118,7 +126,7 @@ function runSection(r: RunData, charts: ChartRenderer): string {
         chart(
           "pseudo_accuracy",
           "Pseudo-label accuracy",
-          charts.lines({ xLabel: "epoch", yLabel: "accuracy", series, yDomain: [0, 1], percent: true }),
+          charts.lines({ xLabel: "epoch", yLabel: "accuracy", series, yDomain: [0, 1], percent: true, integerX: true }),
           "Measured on unlabeled images whose label is hidden (labeled-set images used as unlabeled).",
         ),
       );
@@ -126,13 +134,15 @@ function runSection(r: RunData, charts: ChartRenderer): string {
         name,
         points: r.pseudo.map((p) => ({ x: p.epoch, y: p.per_class_accuracy[k] })),
       }));
-      parts.push(
-        chart(
-          "pseudo_accuracy_per_class",
-          "Accepted pseudo-label accuracy per class",
-          charts.lines({ xLabel: "epoch", yLabel: "accuracy", series: perClass, yDomain: [0, 1], percent: true }),
-        ),
-      );
+      // Only once some pseudo-label was accepted (before, every class's accuracy is undefined).
+      if (perClass.some((x) => x.points.some((p) => p.y !== null)))
+        parts.push(
+          chart(
+            "pseudo_accuracy_per_class",
+            "Accepted pseudo-label accuracy per class",
+            charts.lines({ xLabel: "epoch", yLabel: "accuracy", series: perClass, yDomain: [0, 1], percent: true, integerX: true }),
+          ),
+        );
     }
     const last = r.pseudo[r.pseudo.length - 1];
     parts.push(
