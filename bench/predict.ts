@@ -33,7 +33,7 @@ import { median } from "./common.js";
 
 const require = createRequire(import.meta.url);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
-const FRAMES = Number(process.env.FRAMES ?? 60);
+const FRAMES = Number(process.env.FRAMES ?? 200);
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- tfjs and Human are driven through their untyped runtime objects here */
 type Any = any;
@@ -99,10 +99,8 @@ async function main(): Promise<void> {
   for (let start = 0; start < split.n; start += 256) {
     const m = Math.min(256, split.n - start);
     const probs = tf.tidy(() => {
-      const gray = tf
-        .tensor(split.images.subarray(start * per, (start + m) * per), [m, 48, 48, 1], "int32")
-        .toFloat()
-        .div(255);
+      const pixels = tf.tensor(split.images.subarray(start * per, (start + m) * per), [m, 48, 48, 1], "int32");
+      const gray = tf.div(tf.cast(pixels, "float32"), 255);
       const rgb = tf.tile(gray, [1, 1, 1, 3]); // the crop as Human receives a face: RGB in [0, 1]
       const resized = tf.image.resizeBilinear(rgb, [64, 64], false);
       const g = tf.sum(tf.mul(resized, [0.2989, 0.587, 0.114]), 3, true);

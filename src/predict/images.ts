@@ -58,13 +58,9 @@ export function expandInputs(paths: readonly string[]): ExpandedInputs {
     for (const name of names) {
       if (name.startsWith(".")) continue;
       const full = path.join(dir, name);
-      let isDir = false;
-      try {
-        isDir = statSync(full).isDirectory();
-      } catch {
-        continue;
-      }
-      if (isDir) visit(full);
+      const st = statSync(full, { throwIfNoEntry: false });
+      if (st === undefined) continue; // vanished while listing
+      if (st.isDirectory()) visit(full);
       else classify(full, false);
     }
   };
