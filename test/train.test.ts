@@ -178,7 +178,9 @@ describe("training runs", () => {
     const run = path.join(work, "smoke");
     const r = cli("train", "--preset", "smoke", "--out", run, "--no-progress");
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /test: accuracy \d+\.\d+ %, macro-F1/);
+    assert.match(r.stdout, /^PrivateTest: accuracy \d+\.\d+ %, macro-F1 \d+\.\d+ %/m);
+    assert.match(r.stdout, /^report: .*smoke[/\\]report\.html$/m);
+    assert.ok(existsSync(path.join(run, "report.html")), "the run ends with its report");
     const m = JSON.parse(readFileSync(path.join(run, "metrics.json"), "utf8")) as { test: { n: number }; steps: number; seed: number };
     assert.equal(m.test.n, 500);
     assert.equal(m.steps, 60);
