@@ -11,7 +11,10 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_install() {
   local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  # "install ok installed" only: a removed package whose config files remain is still listed.
+  for pkg in "$@"; do
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
@@ -25,7 +28,8 @@ else
   apt_install libtorch-dev
 fi
 # OpenBLAS instead of the reference BLAS that libblas3 provides: about 1.5x faster training.
-apt_install make g++ python3 libopenblas0-pthread
+# ffmpeg (with ffprobe): `ferkit predict` decodes and writes videos through it.
+apt_install make g++ python3 libopenblas0-pthread ffmpeg
 
 # The tests also open reports in a real browser: Debian's Chromium, driven by playwright-core.
 if [ "${1:-}" = "--test" ]; then
