@@ -201,6 +201,50 @@ describe("predict on real photos with the shipped model", () => {
     assert.deepEqual(readdirSync(ann).sort(), photos.map((p) => path.basename(p)).sort());
   });
 
+  test("non-square photos: boxes and eyes in the photo's pixels, as for the square original", async () => {
+    const [photo] = lfwPhotos(1);
+    const wide = path.join(work, "wide.png");
+    const tall = path.join(work, "tall.png");
+    const grey = { r: 128, g: 128, b: 128 };
+    await sharp(photo).extend({ right: 250, background: grey }).png().toFile(wide);
+    await sharp(photo).extend({ bottom: 250, background: grey }).png().toFile(tall);
+    const r = cli("predict", photo, wide, tall, "--json");
+    assert.equal(r.status, 0, r.stderr);
+    const [square, w, t] = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => (JSON.parse(l) as { faces: { box: number[]; landmarks: { left_eye: number[]; right_eye: number[] } }[] }).faces[0]);
+    for (const f of [w, t]) {
+      f.box.forEach((v, i) => assert.ok(Math.abs(v - square.box[i]) < 8, `box ${f.box} vs ${square.box} in the square photo`));
+      [...f.landmarks.left_eye, ...f.landmarks.right_eye].forEach((v, i) =>
+        assert.ok(
+          Math.abs(v - [...square.landmarks.left_eye, ...square.landmarks.right_eye][i]) < 5,
+          `eyes ${JSON.stringify(f.landmarks)}`,
+        ),
+      );
+    }
+  });
+
+  test("annotated copies of photos with the same name do not overwrite each other", () => {
+    const [a, b] = lfwPhotos(2);
+    for (const [dir, src] of [
+      ["d1", a],
+      ["d2", b],
+    ]) {
+      mkdirSync(path.join(work, "same", dir), { recursive: true });
+      copyFileSync(src, path.join(work, "same", dir, "x.jpg"));
+    }
+    const ann = path.join(work, "ann-same");
+    const r = cli("predict", path.join(work, "same"), "--annotate", ann);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(ann).sort(), ["x-1.jpg", "x.jpg"]);
+    const notDir = path.join(work, "ann-file");
+    writeFileSync(notDir, "");
+    const bad = cli("predict", a, "--annotate", notDir);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--annotate .*ann-file: is a file, not a folder/);
+  });
+
   test("bad inputs: no face is an empty list; unreadable and missing files are named; the rest is kept", async () => {
     const gray = path.join(work, "gray.png");
     await sharp({ create: { width: 200, height: 200, channels: 3, background: { r: 128, g: 128, b: 128 } } })
@@ -308,6 +352,37 @@ describe("predict on a video made from LFW photos", () => {
     assert.equal(lines[0], ABAW_HEADER);
     assert.equal(lines.length, FRAMES + 1);
     assert.ok(lines.slice(1).every((l) => /^[0-7]$/.test(l)));
+  });
+
+  test("a video of odd size is annotated (scaled to even) with boxes in its own pixels", () => {
+    const odd = path.join(work, "odd.mp4");
+    const ff = spawnSync("ffmpeg", [
+      "-v",
+      "error",
+      "-y",
+      "-i",
+      video,
+      "-vf",
+      "scale=251:187",
+      "-c:v",
+      "libx264",
+      "-pix_fmt",
+      "yuv444p",
+      odd,
+    ]);
+    assert.equal(ff.status, 0, String(ff.stderr));
+    const ann = path.join(work, "ann-odd");
+    const r = cli("predict", odd, "--csv", "--annotate", ann);
+    assert.equal(r.status, 0, r.stderr);
+    const rows = parse(r.stdout, { columns: true }) as Record<string, string>[];
+    assert.equal(rows.length, FRAMES);
+    assert.ok(rows.every((x) => Number(x.x) + Number(x.w) <= 251.5 && Number(x.y) + Number(x.h) <= 187.5));
+    const probe = spawnSync(
+      "ffprobe",
+      ["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", path.join(ann, "odd.mp4")],
+      { encoding: "utf8" },
+    );
+    assert.equal(probe.stdout.trim(), "250,186");
   });
 
   test("a truncated video gives the frames before the damage and says so; a text file named .mp4 is named as not a video", () => {

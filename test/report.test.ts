@@ -56,7 +56,7 @@ describe("run folder reader", () => {
     );
     const empty = path.join(work, "empty");
     mkdirSync(empty);
-    assert.throws(() => readRun(empty), /not a ferkit run folder \(no log\.jsonl\)/);
+    assert.throws(() => readRun(empty), /not a ferkit run folder \(no log\.jsonl file\)/);
     const p = cli("report", empty);
     assert.equal(p.status, 2);
     assert.match(p.stderr, /no log\.jsonl/);

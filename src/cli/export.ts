@@ -10,8 +10,13 @@ export function exportCommand(): Command {
     .option("--half", "store the weights as float16 (half the size; loading converts them back to float32)", false)
     .action(async (model: string, outFile: string, o: { half: boolean }) => {
       const { loadModelFile, saveModelFile } = await import("../train/model_file.js");
-      const { statSync } = await import("node:fs");
+      const { existsSync, mkdirSync, statSync } = await import("node:fs");
+      const path = await import("node:path");
+      const { ConfigError } = await import("../train/config.js");
+      if (existsSync(outFile) && statSync(outFile).isDirectory())
+        throw new ConfigError(`${outFile}: is a folder; give a file name such as ${path.join(outFile, "model.safetensors")}`);
       const loaded = loadModelFile(model);
+      mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
       try {
         saveModelFile(outFile, loaded.model, loaded.card, { half: o.half });
       } finally {

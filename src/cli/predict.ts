@@ -1,7 +1,8 @@
 /** `ferkit predict`: expressions of the faces in photos, folders and videos. */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
+import { ConfigError } from "../train/config.js";
 import { stringify } from "csv-stringify/sync";
 import { positiveInt, positiveNumber } from "./options.js";
 
@@ -28,9 +29,7 @@ export function predictCommand(): Command {
   return new Command("predict")
     .description("detect, align and classify every face in photos, folders (walked recursively) and videos")
     .argument("<inputs...>", "image files, video files (through ffmpeg) or folders")
-    .addOption(
-      new Option("--model <file>", "a model file or run folder written by ferkit train").default(undefined, "the model shipped in models/"),
-    )
+    .option("--model <file>", "a model file or run folder written by ferkit train (default: the model shipped in models/)")
     .addOption(new Option("--json", "one JSON object per input per line (JSON Lines)").conflicts("csv").default(false))
     .option("--csv", "one CSV row per face (per frame for videos)", false)
     .option("--annotate <dir>", "write each photo (or an MP4 per video) with boxes and labels drawn into this folder")
@@ -63,7 +62,23 @@ export function predictCommand(): Command {
       for (const e of expanded.errors) warn(`${e.file}: ${e.error}`);
       if (expanded.images.length + expanded.videos.length === 0 && expanded.errors.length === 0)
         warn("no image or video files in the inputs");
-      if (o.annotate) mkdirSync(o.annotate, { recursive: true });
+      for (const [flag, dir] of [
+        ["--annotate", o.annotate],
+        ["--abaw", o.abaw],
+      ] as const) {
+        if (dir === undefined) continue;
+        if (existsSync(dir) && !statSync(dir).isDirectory()) throw new ConfigError(`${flag} ${dir}: is a file, not a folder`);
+        mkdirSync(dir, { recursive: true });
+      }
+      // Annotated copies keep their base names; a repeated name gets a numbered suffix.
+      const usedNames = new Set<string>();
+      const annotatedName = (file: string, ext: string): string => {
+        const base = path.parse(file).name;
+        let name = `${base}${ext}`;
+        for (let k = 1; usedNames.has(name); k++) name = `${base}-${k}${ext}`;
+        usedNames.add(name);
+        return path.join(o.annotate as string, name);
+      };
 
       const csvColumns = [
         "file",
@@ -117,7 +132,8 @@ export function predictCommand(): Command {
           }
           if (o.annotate && r.faces.length > 0) {
             const { annotateImageFile } = await import("../predict/annotate.js");
-            const target = path.join(o.annotate, path.basename(r.file).replace(/\.(pgm|ppm|pnm|gif|tiff?|avif)$/i, ".png"));
+            const ext = path.extname(r.file).toLowerCase();
+            const target = annotatedName(r.file, [".jpg", ".jpeg", ".png", ".webp"].includes(ext) ? ext : ".png");
             await annotateImageFile(
               r.file,
               target,
@@ -136,7 +152,7 @@ export function predictCommand(): Command {
         const detector = await FaceDetector.create();
         try {
           for (const file of expanded.videos) {
-            const annotate = o.annotate ? path.join(o.annotate, `${path.parse(file).name}.mp4`) : undefined;
+            const annotate = o.annotate ? annotatedName(file, ".mp4") : undefined;
             let first = true;
             if (o.json) out(`{"file":${JSON.stringify(file)},"type":"video","rows":[`);
             try {
@@ -178,7 +194,8 @@ export function predictCommand(): Command {
                 );
               if (o.abaw) {
                 const w = writeAbawSubmission(o.abaw, file, mainLabels, classes);
-                console.error(`${w.file}: ${mainLabels.length} frames, ${w.filled} without a face filled from the last prediction`);
+                if (w.filled === mainLabels.length) warn(`${file}: no face in any frame; ${w.file} has every frame as Neutral (0)`);
+                else console.error(`${w.file}: ${mainLabels.length} frames, ${w.filled} without a face filled from the last prediction`);
               }
               if (annotate) console.error(`annotated video: ${annotate}`);
             } catch (err) {

@@ -70,7 +70,7 @@ export async function preparePool(pool: UnlabeledPool, o: PoolPrepareOptions): P
       mode: align,
       size: o.size,
       channels: o.channels,
-      faces: align === "detect" ? "blazeface+facemesh, FER2013_TEMPLATE v1" : null,
+      faces: align === "detect" ? "blazeface+facemesh (square input), FER2013_TEMPLATE v1" : null,
     },
     produce: async (f) => {
       if (align === "detect") return detectAligned(f, o.size, o.channels, progress);

@@ -81,8 +81,8 @@ export interface FaceDetectorOptions {
    */
   landmarks?: "blazeface" | "mesh";
   /**
-   * Grey (128) border added on every side before detection, as a fraction of the image's width
-   * and height (default 0.25). BlazeFace was trained on faces with context around them: on tightly
+   * Grey (128) border added on every side before detection, as a fraction of the image's longer
+   * side (default 0.25); the shorter side gets more, so the detector's input is square. BlazeFace was trained on faces with context around them: on tightly
    * cropped faces (UTKFace, ORL, FER2013) a 25 % border removes nearly all spurious part-of-face
    * detections and raises the true face's score (measured on 100 images per source: extra boxes
    * 132 -> 1 on UTKFace, 106 -> 4 on FER2013). The cost is that the smallest detectable face grows
@@ -324,8 +324,12 @@ export class FaceDetector {
       throw new RangeError(`FaceDetector.detect: bad image size ${width}x${height}`);
     if (!(data instanceof Uint8Array) || data.length !== width * height * 3)
       throw new RangeError(`FaceDetector.detect: expected ${width * height * 3} RGB bytes for ${width}x${height}, got ${data?.length}`);
-    const px = Math.round(this.opts.pad * width);
-    const py = Math.round(this.opts.pad * height);
+    // Grey border on every side, then the short side padded up to a square: Human maps BlazeFace's
+    // boxes and points back correctly only for square inputs (on a 500x250 photo a face's box came
+    // back with y squeezed by 1/2).
+    const side = Math.round(Math.max(width, height) * (1 + 2 * this.opts.pad));
+    const px = Math.round((side - width) / 2);
+    const py = Math.round((side - height) / 2);
     const padded = px || py ? padImage(data, width, height, px, py, 128) : data;
     const input = this.tf.tensor(padded, [1, height + 2 * py, width + 2 * px, 3], "int32");
     let result;

@@ -4,6 +4,7 @@
  * raw RGB frames to H.264 MP4.
  */
 import { spawn, spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
 import type { Writable } from "node:stream";
 import type { RgbImage } from "../faces/index.js";
 
@@ -95,14 +96,17 @@ export interface ReadFramesOptions {
   maxSide?: number;
 }
 
-/** The frame size ffmpeg outputs for {@link readFrames}, and its factor from the video's size. */
-export function decodedSize(info: VideoInfo, maxSide = 1024): { width: number; height: number; scale: number } {
-  const longer = Math.max(info.width, info.height);
-  if (longer <= maxSide) return { width: info.width, height: info.height, scale: 1 };
-  const scale = maxSide / longer;
-  // Even sizes: some scalers and encoders need them.
-  const even = (x: number): number => Math.max(2, 2 * Math.round((x * scale) / 2));
-  return { width: even(info.width), height: even(info.height), scale: even(info.width) / info.width };
+/**
+ * The frame size ffmpeg outputs for {@link readFrames}: at most `maxSide` on the longer side, and
+ * even on both (H.264 in yuv420p, for annotated videos, needs even sizes). `scaleX`/`scaleY` map
+ * decoded pixels back to the video's.
+ */
+export function decodedSize(info: VideoInfo, maxSide = 1024): { width: number; height: number; scaleX: number; scaleY: number } {
+  const scale = Math.min(1, maxSide / Math.max(info.width, info.height));
+  const even = (x: number): number => Math.max(2, 2 * Math.floor((x * scale) / 2));
+  const width = even(info.width);
+  const height = even(info.height);
+  return { width, height, scaleX: info.width / width, scaleY: info.height / height };
 }
 
 /**
@@ -167,6 +171,7 @@ export class Mp4Writer {
   private readonly stdin: Writable;
   private readonly done: Promise<void>;
   private stderr = "";
+  private exited = false;
 
   /**
    * Starts ffmpeg writing `file`.
@@ -209,13 +214,17 @@ export class Mp4Writer {
       { stdio: ["pipe", "ignore", "pipe"] },
     );
     this.stdin = this.proc.stdin;
+    // ffmpeg exiting early closes its input: the failure is reported by close(), not as a crash.
+    this.stdin.on("error", () => {});
     this.proc.stderr.setEncoding("utf8");
     this.proc.stderr.on("data", (d: string) => (this.stderr = (this.stderr + d).slice(-4000)));
     this.done = new Promise((resolve, reject) => {
       this.proc.on("error", (err) => reject(new VideoError(`cannot run ffmpeg to write ${file}: ${err.message}`)));
-      this.proc.on("close", (code) =>
-        code === 0 ? resolve() : reject(new VideoError(`ffmpeg could not write ${file}: ${this.stderr.trim() || `exit ${code}`}`)),
-      );
+      this.proc.on("close", (code) => {
+        this.exited = true;
+        if (code === 0) resolve();
+        else reject(new VideoError(`ffmpeg could not write ${file}: ${this.stderr.trim() || `exit ${code}`}`));
+      });
     });
     // A failure surfaces in close(); keep it from being an unhandled rejection meanwhile.
     this.done.catch(() => {});
@@ -225,7 +234,8 @@ export class Mp4Writer {
   async write(rgb: Uint8Array): Promise<void> {
     if (rgb.length !== this.width * this.height * 3)
       throw new RangeError(`Mp4Writer: frame has ${rgb.length} bytes, expected ${this.width * this.height * 3}`);
-    if (!this.stdin.write(rgb)) await new Promise<void>((resolve) => this.stdin.once("drain", resolve));
+    if (this.exited) await this.done;
+    if (!this.stdin.write(rgb)) await Promise.race([new Promise<void>((resolve) => this.stdin.once("drain", resolve)), this.done]);
   }
 
   /**
@@ -234,6 +244,11 @@ export class Mp4Writer {
    */
   async close(): Promise<void> {
     this.stdin.end();
-    await this.done;
+    try {
+      await this.done;
+    } catch (err) {
+      rmSync(this.file, { force: true }); // no half-written video left behind
+      throw err;
+    }
   }
 }

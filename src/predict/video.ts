@@ -128,7 +128,6 @@ export async function predictVideo(
 
   const info = probeVideo(file);
   const dec = decodedSize(info, o.maxSide);
-  const toVideo = info.width / dec.width;
   const classes = classifier.classes;
   // A face may go undetected for half a second (in video frames) before its track ends.
   const tracker = new FaceTracker({ maxAge: Math.max(2 * every, Math.round(info.fps / 2)) });
@@ -166,7 +165,8 @@ export async function predictVideo(
   };
 
   const round = (x: number, k = 1e6): number => Math.round(x * k) / k;
-  const px = (v: number): number => Math.round(v * toVideo * 10) / 10;
+  const px = (v: number, axis: 0 | 1): number => Math.round(v * (axis === 0 ? dec.scaleX : dec.scaleY) * 10) / 10;
+  const point = (p: readonly [number, number]): [number, number] => [px(p[0], 0), px(p[1], 1)];
   let queue: PendingFrame[] = [];
   const flush = async (): Promise<void> => {
     const crops = queue.flatMap((f) => f.faces);
@@ -186,8 +186,8 @@ export async function predictVideo(
           frame: f.index,
           time_s: round(f.time, 1e4),
           face: id,
-          box: face.box.map(px) as VideoRow["box"],
-          landmarks: { left_eye: face.leftEye.map(px) as [number, number], right_eye: face.rightEye.map(px) as [number, number] },
+          box: [px(face.box[0], 0), px(face.box[1], 1), px(face.box[2], 0), px(face.box[3], 1)],
+          landmarks: { left_eye: point(face.leftEye), right_eye: point(face.rightEye) },
           probs: Object.fromEntries(classes.map((c, i) => [c, round(row[i])])),
           label: classes[label],
           score: round(row[label]),

@@ -1,8 +1,8 @@
 /** `ferkit report`: one self-contained HTML file per run or comparison of runs. */
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { renderReport } from "./html.js";
-import { readRun, type RunData } from "./run_data.js";
+import { readRun, ReportError, type RunData } from "./run_data.js";
 
 export { ReportError, readRun, type RunData } from "./run_data.js";
 export { renderReport, escapeHtml, formatDuration } from "./html.js";
@@ -17,6 +17,8 @@ export { renderReport, escapeHtml, formatDuration } from "./html.js";
 export function writeReport(runDirs: string[], outFile?: string): { file: string; runs: RunData[] } {
   const runs = runDirs.map((d) => readRun(d));
   const file = outFile ?? (runs.length === 1 ? path.join(runDirs[0], "report.html") : "report.html");
+  if (existsSync(file) && statSync(file).isDirectory())
+    throw new ReportError(`--out ${file}: is a folder; give a file name such as ${path.join(file, "report.html")}`);
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   // Written beside and renamed, so a viewer never sees half a report.
   const tmp = `${file}.tmp-${process.pid}`;

@@ -116,9 +116,10 @@ const isNumber = (x: unknown): x is number => typeof x === "number" && Number.is
  * @throws ReportError when the folder or its `log.jsonl` is missing, or no line of it is a log event
  */
 export function readRun(dir: string): RunData {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ReportError(`${dir}: no such run folder`);
+  if (!existsSync(dir)) throw new ReportError(`${dir}: no such run folder`);
+  if (!statSync(dir).isDirectory()) throw new ReportError(`${dir}: a file, not a run folder`);
   const logFile = path.join(dir, "log.jsonl");
-  if (!existsSync(logFile)) throw new ReportError(`${dir}: not a ferkit run folder (no log.jsonl)`);
+  if (!existsSync(logFile) || !statSync(logFile).isFile()) throw new ReportError(`${dir}: not a ferkit run folder (no log.jsonl file)`);
 
   // A resumed run logs again the steps after its last checkpoint: keyed maps keep the latest.
   const steps = new Map<number, StepPoint>();
