@@ -10,23 +10,18 @@ import type { FaceClassifier } from "./classifier.js";
 import { Mp4Writer, decodedSize, probeVideo, readFrames, type VideoInfo } from "./ffmpeg.js";
 import { argmax, StreamingMajorityVote } from "./smoothing.js";
 import { FaceTracker } from "./tracker.js";
+import { facePrediction, type FacePrediction } from "./images.js";
 
-/** One face in one frame. Boxes and landmarks are pixels of the video frame. */
-export interface VideoRow {
+/**
+ * One face in one frame: the fields of a photo's face (box and landmarks in pixels of the video
+ * frame, `probs` for this frame alone) plus where it is and its smoothed labels.
+ */
+export interface VideoRow extends FacePrediction {
   frame: number;
   /** Frame time in seconds. */
   time_s: number;
   /** Track id: the same face keeps its id across frames. */
   face: number;
-  box: [number, number, number, number];
-  landmarks: { left_eye: [number, number]; right_eye: [number, number] };
-  /** Class name -> probability in [0, 1] for this frame alone. */
-  probs: Record<string, number>;
-  label: string;
-  /** Probability of `label`, in [0, 1]. */
-  score: number;
-  /** Face detector confidence, in [0, 1]. */
-  detection_score: number;
   /** The label after the majority vote over the track's window (Yu et al. 2023). */
   label_vote: string;
   /** The label of the exponential moving average of the track's probabilities. */
@@ -165,7 +160,7 @@ export async function predictVideo(
   };
 
   const round = (x: number, k = 1e6): number => Math.round(x * k) / k;
-  const px = (v: number, axis: 0 | 1): number => Math.round(v * (axis === 0 ? dec.scaleX : dec.scaleY) * 10) / 10;
+  const px = (v: number, axis: 0 | 1): number => v * (axis === 0 ? dec.scaleX : dec.scaleY);
   const point = (p: readonly [number, number]): [number, number] => [px(p[0], 0), px(p[1], 1)];
   let queue: PendingFrame[] = [];
   const flush = async (): Promise<void> => {
@@ -182,16 +177,18 @@ export async function predictVideo(
         const s = prev === undefined ? row : row.map((v, c) => emaAlpha * v + (1 - emaAlpha) * prev[c]);
         ema.set(id, s);
         const label = argmax(row);
+        // In the video's pixels (frames may have been scaled for decoding).
+        const inVideo = {
+          box: [px(face.box[0], 0), px(face.box[1], 1), px(face.box[2], 0), px(face.box[3], 1)] as [number, number, number, number],
+          leftEye: point(face.leftEye),
+          rightEye: point(face.rightEye),
+          score: face.score,
+        };
         const r: VideoRow = {
           frame: f.index,
           time_s: round(f.time, 1e4),
           face: id,
-          box: [px(face.box[0], 0), px(face.box[1], 1), px(face.box[2], 0), px(face.box[3], 1)],
-          landmarks: { left_eye: point(face.leftEye), right_eye: point(face.rightEye) },
-          probs: Object.fromEntries(classes.map((c, i) => [c, round(row[i])])),
-          label: classes[label],
-          score: round(row[label]),
-          detection_score: round(face.score),
+          ...facePrediction(inVideo, row, classes),
           label_vote: classes[label],
           label_ema: classes[argmax(s)],
         };
