@@ -62,7 +62,12 @@ export async function loadUnlabeledSet(o: UnlabeledOptions): Promise<UnlabeledSe
     const opened = openData({ paths: roots, format: "pool", warn: (m) => o.log(`warning: ${m}`) });
     if (opened.kind !== "pool") throw new Error("unreachable: a pool was expected");
     const caps = new Map(pools.map((p, i) => [path.basename(roots[i]), p.maxPhotos]));
-    const pool = await preparePool(capPool(opened.pool, caps), {
+    const capped = capPool(opened.pool, caps);
+    // The first use detects every face (minutes for thousands of photos): say so, progress bar or not.
+    o.log(
+      `pool ${capped.name}: ${capped.samples.length} photos (${align === "detect" ? "faces detected and aligned" : "resized"} on first use, then read from the cache)`,
+    );
+    const pool = await preparePool(capped, {
       size: shape[1],
       channels: shape[0] as 1 | 3,
       cacheDir: o.cacheDir,
