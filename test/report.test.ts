@@ -136,6 +136,17 @@ describe("fer2013-dtm, smoke-sized, end to end with its report", () => {
     const html = readFileSync(singleFile, "utf8");
     assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, "self-contained: no script, no network address");
 
+    // The same comparison as a Markdown table (for a README): a header, a rule, a row per run.
+    const md = cli("report", supervised, run, "--markdown");
+    assert.equal(md.status, 0, md.stderr);
+    const mdLines = md.stdout.trim().split("\n");
+    assert.equal(mdLines.length, 4, md.stdout);
+    assert.match(mdLines[0], /^\| run \| algorithm \|.*\| accuracy \| macro-F1 \|/);
+    assert.match(mdLines[1], /^\| --- \|/);
+    const dtmCells = mdLines[3].split(" | ");
+    assert.equal(dtmCells[1], "dtm");
+    assert.match(mdLines[3], /\| PrivateTest \| \d+\.\d\d % \| \d+\.\d\d % \|/);
+
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [
@@ -192,6 +203,7 @@ describe("fer2013-dtm, smoke-sized, end to end with its report", () => {
       const cmp = await charts(compareFile);
       assert.ok(cmp.some((c) => c.id === "compare_f1_step" && c.marks > 0));
       assert.ok(cmp.some((c) => c.id === "compare_f1_time" && c.marks > 0));
+      assert.ok(cmp.some((c) => c.id === "compare_pseudo_accuracy" && c.marks > 0));
       const rows = await page.$$eval("table.comparison tbody tr", (trs) => trs.map((tr) => tr.querySelector("td")?.textContent));
       assert.deepEqual(rows, ["supervised-smoke", "dtm-smoke"]);
     } finally {

@@ -9,7 +9,13 @@ export function reportCommand(): Command {
     )
     .argument("<runs...>", "run folders written by ferkit train")
     .option("--out <file>", "the HTML file to write (default: <run>/report.html for one run, ./report.html for several)")
-    .action(async (runs: string[], o: { out?: string }) => {
+    .option("--markdown", "print the comparison table as Markdown instead of writing HTML", false)
+    .action(async (runs: string[], o: { out?: string; markdown: boolean }) => {
+      if (o.markdown) {
+        const { readRun, comparisonTable, markdownTable } = await import("../report/index.js");
+        console.log(markdownTable(comparisonTable(runs.map((d) => readRun(d)))));
+        return;
+      }
       // Loaded on use: the charting library and its DOM are only needed here.
       const { writeReport } = await import("../report/index.js");
       const r = writeReport(runs, o.out);

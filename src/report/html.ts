@@ -4,25 +4,13 @@
  */
 import { ChartRenderer, type Series } from "./charts.js";
 import type { RunData } from "./run_data.js";
+import { comparisonTable, formatDuration, lastStep, pct, wallTime } from "./table.js";
+
+export { formatDuration } from "./table.js";
 
 /** Escapes text for HTML element content and attribute values. */
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch]!);
-}
-
-const pct = (x: number | null | undefined, digits = 2): string =>
-  x === null || x === undefined || !Number.isFinite(x) ? "–" : `${(100 * x).toFixed(digits)} %`;
-
-/** Seconds as `1 h 02 min`, `12 min 05 s` or `42 s`. */
-export function formatDuration(seconds: number | null | undefined): string {
-  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const two = (n: number): string => String(n).padStart(2, "0");
-  if (h > 0) return `${h} h ${two(m)} min`;
-  if (m > 0) return `${m} min ${two(s % 60)} s`;
-  return `${s} s`;
 }
 
 function table(header: string[], rows: string[][], cls = ""): string {
@@ -35,9 +23,6 @@ function chart(id: string, title: string, svg: string, note = ""): string {
   const caption = note === "" ? "" : `<p class="note">${escapeHtml(note)}</p>`;
   return `<figure class="chart" data-chart="${escapeHtml(id)}"><h3>${escapeHtml(title)}</h3>${svg}${caption}</figure>`;
 }
-
-const lastStep = (r: RunData): number => r.metrics?.steps ?? r.epochs.at(-1)?.step ?? r.steps.at(-1)?.step ?? 0;
-const wallTime = (r: RunData): number | null => r.metrics?.wall_time_s ?? r.epochs.at(-1)?.wall_s ?? null;
 
 function summary(r: RunData): string {
   const m = r.metrics;
@@ -187,22 +172,7 @@ function runSection(r: RunData, charts: ChartRenderer): string {
 }
 
 function comparison(runs: RunData[], charts: ChartRenderer): string {
-  const classes = runs.find((r) => r.metrics?.test)?.metrics?.test?.classes ?? runs[0].classes;
-  const header = ["run", "algorithm", "seed", "steps", "wall time", "split", "accuracy", "macro-F1", ...classes.map((c) => `F1 ${c}`)];
-  const rows = runs.map((r) => {
-    const t = r.metrics?.test;
-    return [
-      r.name,
-      r.algorithm,
-      r.seed === null ? "–" : String(r.seed),
-      String(lastStep(r)),
-      formatDuration(wallTime(r)),
-      r.metrics?.split ?? "–",
-      pct(t?.accuracy),
-      pct(t?.macro_f1),
-      ...classes.map((c) => pct(t?.per_class[c]?.f1)),
-    ];
-  });
+  const { header, rows } = comparisonTable(runs);
   const parts = ['<section class="comparison"><h2>Comparison</h2>', table(header, rows, "comparison")];
   const f1ByStep: Series[] = runs.map((r) => ({ name: r.name, points: r.epochs.map((e) => ({ x: e.step, y: e.macro_f1 })) }));
   parts.push(
@@ -228,6 +198,18 @@ function comparison(runs: RunData[], charts: ChartRenderer): string {
         "compare_mask_rate",
         "Mask rate",
         charts.lines({ xLabel: "step", yLabel: "mask rate", series, yDomain: [0, 1], percent: true }),
+      ),
+    );
+  }
+  const withPseudo = runs.filter((r) => r.pseudo.some((p) => p.accuracy !== null));
+  if (withPseudo.length > 0) {
+    const series: Series[] = withPseudo.map((r) => ({ name: r.name, points: r.pseudo.map((p) => ({ x: p.step, y: p.accuracy })) }));
+    parts.push(
+      chart(
+        "compare_pseudo_accuracy",
+        "Accuracy of accepted pseudo-labels",
+        charts.lines({ xLabel: "step", yLabel: "accuracy", series, yDomain: [0, 1], percent: true }),
+        "On the unlabeled images whose labels are hidden (the labeled set's own images), per epoch.",
       ),
     );
   }

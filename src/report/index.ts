@@ -5,7 +5,8 @@ import { renderReport } from "./html.js";
 import { readRun, ReportError, type RunData } from "./run_data.js";
 
 export { ReportError, readRun, type RunData } from "./run_data.js";
-export { renderReport, escapeHtml, formatDuration } from "./html.js";
+export { renderReport, escapeHtml } from "./html.js";
+export { comparisonTable, formatDuration, markdownTable, type Table } from "./table.js";
 
 /**
  * Reads the run folders and writes their HTML report.
