@@ -28,12 +28,13 @@ export interface Guess {
 
 /**
  * Mean softmax over `views` (each `[U, C, H, W]`) of `model`, computed in one batch
- * without gradient, with its argmax and max per image.
+ * in inference mode (no graph, no version counters: the result only becomes arrays), with
+ * its argmax and max per image. In train mode BatchNorm still updates its running statistics.
  */
 export function guessLabels(model: nn.Module, views: readonly Tensor[]): Guess {
   if (views.length === 0) throw new RangeError("pseudo-labels need at least one weak view");
   const U = views[0].shape[0];
-  const probs = torch.noGrad(() =>
+  const probs = torch.inferenceMode(() =>
     torch.tidy(() => {
       const input = views.length === 1 ? views[0] : torch.cat(views);
       const p = model.forward(input).softmax(1);
