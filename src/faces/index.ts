@@ -68,13 +68,39 @@ export interface AlignedFace {
   roll: number;
 }
 
+/** A decoded photo as detection sees it, with the size of the file itself. */
+export interface DecodedImage extends RgbImage {
+  /** The photo's own width in pixels (after EXIF rotation), before any resize for detection. */
+  photoWidth: number;
+  /** The photo's own height in pixels (after EXIF rotation), before any resize for detection. */
+  photoHeight: number;
+}
+
 /** Why a file produced no crop. */
 export type SkipReason = "no_face" | "unreadable_image" | "detect_failed";
 
 /** The outcome for one input file. */
 export type FileResult =
-  | { file: string; status: "ok"; width: number; height: number; faces: AlignedFace[] }
-  | { file: string; status: "skipped"; reason: SkipReason; message?: string };
+  | {
+      file: string;
+      status: "ok";
+      /** Size of the image detection ran on (the photo resized to `maxSide`/`minSide`), pixels. */
+      width: number;
+      height: number;
+      /** The photo's own size in pixels (after EXIF rotation). */
+      photoWidth: number;
+      photoHeight: number;
+      faces: AlignedFace[];
+    }
+  | {
+      file: string;
+      status: "skipped";
+      reason: SkipReason;
+      message?: string;
+      /** The photo's own size, when it was decoded (reason `no_face` or `detect_failed`). */
+      photoWidth?: number;
+      photoHeight?: number;
+    };
 
 /** What {@link detectAndAlign} returns. */
 export interface DetectAlignResult {
@@ -106,22 +132,26 @@ export function parsePnm(buf: Uint8Array): RgbImage {
  * or upscaled (bicubic, integer factor) to at least `minSide`.
  * @throws Error naming the file when it cannot be read or decoded
  */
-export async function decodeImage(file: string, options: { maxSide?: number; minSide?: number } = {}): Promise<RgbImage> {
+export async function decodeImage(file: string, options: { maxSide?: number; minSide?: number } = {}): Promise<DecodedImage> {
   const maxSide = options.maxSide ?? 1024;
   const minSide = options.minSide ?? 192;
   try {
     const buf = await readFile(file);
     let img: sharp.Sharp;
     let longer: number;
+    let photo: { photoWidth: number; photoHeight: number };
     if (buf.length >= 2 && buf[0] === 0x50 && PNM_MAGIC.test(buf.subarray(0, 2).toString("latin1"))) {
       const pnm = parsePnm(buf);
       longer = Math.max(pnm.width, pnm.height);
-      if (longer <= maxSide && longer >= minSide) return pnm;
+      photo = { photoWidth: pnm.width, photoHeight: pnm.height };
+      if (longer <= maxSide && longer >= minSide) return { ...pnm, ...photo };
       img = sharp(pnm.data, { raw: { width: pnm.width, height: pnm.height, channels: 3 } });
     } else {
       img = sharp(buf, { failOn: "error" });
       const meta = await img.metadata();
       longer = Math.max(meta.width ?? 0, meta.height ?? 0);
+      const turned = (meta.orientation ?? 1) >= 5; // EXIF orientations 5..8 swap width and height
+      photo = { photoWidth: (turned ? meta.height : meta.width) ?? 0, photoHeight: (turned ? meta.width : meta.height) ?? 0 };
       img = img.rotate();
     }
     if (longer > maxSide) img = img.resize({ width: maxSide, height: maxSide, fit: "inside" });
@@ -134,10 +164,10 @@ export async function decodeImage(file: string, options: { maxSide?: number; min
     const { data, info } = await img.removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
     const px = info.width * info.height;
     if (info.channels === 3)
-      return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+      return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, ...photo };
     const rgb = new Uint8Array(px * 3);
     for (let i = 0; i < px; i++) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = data[i * info.channels];
-    return { data: rgb, width: info.width, height: info.height };
+    return { data: rgb, width: info.width, height: info.height, ...photo };
   } catch (err) {
     throw new Error(`cannot decode image ${file}: ${(err as Error).message}`, { cause: err });
   }
@@ -200,18 +230,20 @@ async function processFiles(
       emit(job.index, { file: job.file, status: "skipped", reason: "unreadable_image", message: error?.message });
       return;
     }
+    const photo = { photoWidth: image.photoWidth, photoHeight: image.photoHeight };
     let faces: DetectedFace[];
     try {
       faces = await detector.detect(image);
     } catch (err) {
-      emit(job.index, { file: job.file, status: "skipped", reason: "detect_failed", message: (err as Error).message });
+      emit(job.index, { file: job.file, status: "skipped", reason: "detect_failed", message: (err as Error).message, ...photo });
       return;
     }
     if (faces.length === 0) {
-      emit(job.index, { file: job.file, status: "skipped", reason: "no_face" });
+      emit(job.index, { file: job.file, status: "skipped", reason: "no_face", ...photo });
       return;
     }
-    emit(job.index, { file: job.file, status: "ok", width: image.width, height: image.height, faces: alignFaces(image, faces, options) });
+    const aligned = alignFaces(image, faces, options);
+    emit(job.index, { file: job.file, status: "ok", width: image.width, height: image.height, ...photo, faces: aligned });
   };
   for await (const { index, file } of files) {
     const job = { index, file, decoded: decode(file) };

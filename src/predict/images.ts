@@ -4,11 +4,9 @@
  * file becomes an entry with an `error`, never an exception, so one bad file loses nothing else.
  */
 import { readdirSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import sharp from "sharp";
 import path from "node:path";
 import { IMAGE_EXTENSIONS } from "../data/dataset.js";
-import { detectAndAlign, parsePnm, type AlignedFace, type FaceDetectorOptions } from "../faces/index.js";
+import { detectAndAlign, type AlignedFace, type FaceDetectorOptions } from "../faces/index.js";
 import type { FaceClassifier } from "./classifier.js";
 import { argmax } from "./smoothing.js";
 
@@ -97,6 +95,7 @@ export interface FacePrediction {
 /** The result for one photo: its faces (largest first; empty when none), or why it failed. */
 export interface ImagePrediction {
   file: string;
+  /** The photo's size in pixels (after EXIF rotation); absent when it could not be decoded. */
   width?: number;
   height?: number;
   faces: FacePrediction[];
@@ -159,44 +158,24 @@ export async function predictImages(
   const C = classifier.classes.length;
   let k = 0;
   const out: ImagePrediction[] = detected.results.map((r) => {
+    const size = r.photoWidth === undefined || r.photoHeight === undefined ? {} : { width: r.photoWidth, height: r.photoHeight };
     if (r.status === "skipped") {
-      if (r.reason === "no_face") return { file: r.file, faces: [] };
-      return { file: r.file, faces: [], error: r.message ?? r.reason };
+      if (r.reason === "no_face") return { file: r.file, ...size, faces: [] };
+      return { file: r.file, ...size, faces: [], error: r.message ?? r.reason };
     }
-    const faces = r.faces.map((f) => facePrediction(f, probs.subarray(C * k, C * ++k), classifier.classes));
-    return { file: r.file, width: r.width, height: r.height, faces };
+    // Detection ran on the photo resized to at most maxSide (see decodeImage): back to its own pixels.
+    const f = r.photoWidth / r.width;
+    const faces = r.faces.map((face) => {
+      const row = probs.subarray(C * k, C * ++k);
+      const scaled = {
+        ...face,
+        box: face.box.map((v) => v * f) as typeof face.box,
+        leftEye: face.leftEye.map((v) => v * f) as typeof face.leftEye,
+        rightEye: face.rightEye.map((v) => v * f) as typeof face.rightEye,
+      };
+      return facePrediction(scaled, row, classifier.classes);
+    });
+    return { file: r.file, width: r.photoWidth, height: r.photoHeight, faces };
   });
-  // Detection ran on a resized photo (see decodeImage); report in the photo's own pixels.
-  await Promise.all(
-    out.map(async (p) => {
-      if (p.width === undefined || p.height === undefined || p.faces.length === 0) return;
-      const size = await photoSize(p.file);
-      if (size === null || size.width === p.width) return;
-      const f = size.width / p.width;
-      for (const face of p.faces) {
-        face.box = face.box.map((v) => Math.round(v * f * 10) / 10) as FacePrediction["box"];
-        face.landmarks.left_eye = face.landmarks.left_eye.map((v) => Math.round(v * f * 10) / 10) as [number, number];
-        face.landmarks.right_eye = face.landmarks.right_eye.map((v) => Math.round(v * f * 10) / 10) as [number, number];
-      }
-      p.width = size.width;
-      p.height = size.height;
-    }),
-  );
   return out;
-}
-
-/** A photo's size in pixels after EXIF rotation (null when unknown). */
-async function photoSize(file: string): Promise<{ width: number; height: number } | null> {
-  try {
-    const m = await sharp(file).metadata();
-    if (m.width && m.height) return (m.orientation ?? 1) >= 5 ? { width: m.height, height: m.width } : { width: m.width, height: m.height };
-  } catch {
-    // Not a format sharp reads (PGM/PPM): decodeImage's own reader.
-  }
-  try {
-    const img = parsePnm(await readFile(file));
-    return { width: img.width, height: img.height };
-  } catch {
-    return null;
-  }
 }
