@@ -3,7 +3,7 @@
 // writer's format, and the bad inputs (no face, unreadable files, broken videos, wrong models).
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import {
   copyFileSync,
   existsSync,
@@ -268,6 +268,28 @@ describe("predict on real photos with the shipped model", () => {
     assert.ok(byFile.get("broken.jpg")?.error);
     assert.ok(byFile.get("missing.png")?.error);
     assert.ok((byFile.get(path.basename(photo))?.faces ?? []).length >= 1, "the good photo is still predicted");
+    const brokenLine = r.stderr.split("\n").find((l) => l.includes("broken.jpg")) ?? "";
+    assert.equal(brokenLine.split(broken).length - 1, 1, `the file is named once: ${brokenLine}`);
+
+    // A named pipe among photos would block a decoder forever: it is named and skipped.
+    const mixed = path.join(work, "with-pipe");
+    mkdirSync(mixed);
+    copyFileSync(photo, path.join(mixed, "a.jpg"));
+    copyFileSync(gray, path.join(mixed, "b.png"));
+    execFileSync("mkfifo", [path.join(mixed, "c.png")]);
+    const ann = path.join(work, "ann-nofaces");
+    const p = cli("predict", mixed, "--json", "--annotate", ann);
+    assert.equal(p.status, 2, p.stderr);
+    assert.match(p.stderr, /c\.png: not a regular file/);
+    assert.equal(p.stdout.trim().split("\n").length, 3, p.stdout);
+    assert.deepEqual(readdirSync(ann).sort(), ["a.jpg", "b.png"], "a photo without a face is copied unannotated");
+
+    // Nothing to predict is an error, not an empty success.
+    const empty = path.join(work, "no-photos");
+    mkdirSync(empty);
+    const e = cli("predict", empty);
+    assert.equal(e.status, 2);
+    assert.match(e.stderr, /no image or video files in .*no-photos/);
   });
 
   test("a model file of the wrong kind is a clear error naming it", () => {

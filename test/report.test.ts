@@ -10,7 +10,7 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 import "./helpers.js";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
-import { readRun, ReportError, escapeHtml, formatDuration } from "../src/report/index.js";
+import { readRun, readRuns, ReportError, escapeHtml, formatDuration } from "../src/report/index.js";
 
 const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
 const work = mkdtempSync(path.join(tmpdir(), "ferkit-report-"));
@@ -60,6 +60,63 @@ describe("run folder reader", () => {
     const p = cli("report", empty);
     assert.equal(p.status, 2);
     assert.match(p.stderr, /no log\.jsonl/);
+  });
+
+  test("metrics come from metrics.json, else the log's end event; a malformed one is named; same-named runs are told apart", () => {
+    const metrics = {
+      split: "PrivateTest",
+      test: null,
+      best_val_macro_f1: 0.4,
+      best_step: 10,
+      steps: 20,
+      seed: 3,
+      wall_time_s: 12,
+      model: "vgg-fer",
+      algorithm: "dtm",
+      n_labeled: 7,
+      n_unlabeled: 9,
+    };
+    const events = [
+      {
+        event: "start",
+        config: { seed: 3, train: { steps: 20 }, algorithm: { name: "dtm" } },
+        classes: ["a", "b"],
+        n_train: 7,
+        n_unlabeled: 9,
+      },
+      { event: "step", step: 10, loss: 2, lr: 0.1, steps_s: 1 },
+    ];
+    const make = (dir: string, lines: unknown[]): string => {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, "log.jsonl"), lines.map((e) => JSON.stringify(e)).join("\n") + "\n");
+      return dir;
+    };
+    const running = readRun(make(path.join(work, "x", "run"), events));
+    assert.equal(running.metrics, null);
+    assert.deepEqual([running.nLabeled, running.nUnlabeled], [7, 9], "counts from the start event while running");
+    const ended = readRun(make(path.join(work, "y", "run"), [...events, { event: "end", ...metrics }]));
+    assert.equal(ended.metricsSource, "log");
+    assert.equal(ended.metrics?.wall_time_s, 12);
+    writeFileSync(path.join(work, "y", "run", "metrics.json"), JSON.stringify({ ...metrics, wall_time_s: 13 }));
+    assert.equal(readRun(path.join(work, "y", "run")).metrics?.wall_time_s, 13, "metrics.json wins");
+    writeFileSync(path.join(work, "y", "run", "metrics.json"), "{}");
+    assert.throws(() => readRun(path.join(work, "y", "run")), /metrics\.json: not a ferkit metrics file \(split/);
+    const notEvents = readRun(make(path.join(work, "z"), [events[0], [1], "x", null]));
+    assert.equal(notEvents.skippedLines, 3);
+    assert.deepEqual(
+      readRuns([path.join(work, "x", "run"), path.join(work, "z")]).map((r) => r.name),
+      ["run", "z"],
+    );
+    rmSync(path.join(work, "y", "run", "metrics.json"));
+    assert.deepEqual(
+      readRuns([path.join(work, "x", "run"), path.join(work, "y", "run")]).map((r) => r.name),
+      ["x/run", "y/run"],
+    );
+    // --out must be a report file, so a slip cannot overwrite the run's own files.
+    const p = cli("report", path.join(work, "x", "run"), "--out", path.join(work, "x", "run", "log.jsonl"));
+    assert.equal(p.status, 2);
+    assert.match(p.stderr, /give a file name ending in \.html/);
+    assert.match(readFileSync(path.join(work, "x", "run", "log.jsonl"), "utf8"), /"event":"start"/);
   });
 
   test("text is escaped and durations read like a person writes them", () => {

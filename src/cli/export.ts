@@ -16,9 +16,12 @@ export function exportCommand(): Command {
       if (existsSync(outFile) && statSync(outFile).isDirectory())
         throw new ConfigError(`${outFile}: is a folder; give a file name such as ${path.join(outFile, "model.safetensors")}`);
       const loaded = loadModelFile(model);
-      mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
       try {
+        mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
         saveModelFile(outFile, loaded.model, loaded.card, { half: o.half });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new ConfigError(`${outFile}: cannot write it (${e.code ?? e.message})`, { cause: err });
       } finally {
         loaded.model.dispose();
       }

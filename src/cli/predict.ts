@@ -32,7 +32,10 @@ export function predictCommand(): Command {
     .option("--model <file>", "a model file or run folder written by ferkit train (default: the model shipped in models/)")
     .addOption(new Option("--json", "one JSON object per input per line (JSON Lines)").conflicts("csv").default(false))
     .option("--csv", "one CSV row per face (per frame for videos)", false)
-    .option("--annotate <dir>", "write each photo (or an MP4 per video) with boxes and labels drawn into this folder")
+    .option(
+      "--annotate <dir>",
+      "write each photo (or an MP4 per video) with boxes and labels drawn into this folder (a photo without a face is copied as it is)",
+    )
     .option("--abaw <dir>", "write an ABAW expression submission file per video into this folder")
     .option("--tta", "average with the horizontal flip", false)
     .option("--every <n>", "videos: classify every n-th frame", positiveInt("--every"), 1)
@@ -59,9 +62,14 @@ export function predictCommand(): Command {
       const expanded = expandInputs(inputs);
       let failures = expanded.errors.length;
       const warn = (m: string): void => console.error(`warning: ${m}`);
-      for (const e of expanded.errors) warn(`${e.file}: ${e.error}`);
+      // An input that could not be predicted: the rest goes on, the exit code says so (2).
+      const fail = (m: string): void => {
+        failures++;
+        console.error(`error: ${m}`);
+      };
+      for (const e of expanded.errors) console.error(`error: ${e.file}: ${e.error}`);
       if (expanded.images.length + expanded.videos.length === 0 && expanded.errors.length === 0)
-        warn("no image or video files in the inputs");
+        fail(`no image or video files in ${inputs.join(", ")}`);
       for (const [flag, dir] of [
         ["--annotate", o.annotate],
         ["--abaw", o.abaw],
@@ -104,10 +112,7 @@ export function predictCommand(): Command {
       if (expanded.images.length > 0) {
         const results = await predictImages(expanded.images, classifier, { tta: o.tta });
         for (const r of results) {
-          if (r.error !== undefined) {
-            failures++;
-            warn(`${r.file}: not a readable image (${r.error})`);
-          }
+          if (r.error !== undefined) fail(`${r.file}: ${r.error}`);
           if (o.json) out(JSON.stringify(r) + "\n");
           else if (o.csv)
             r.faces.forEach((f, i) =>
@@ -130,7 +135,7 @@ export function predictCommand(): Command {
               out(`${r.file}  face ${i}  [${f.box.map(Math.round).join(", ")}]  ${f.label} ${(100 * f.score).toFixed(1)} %\n`),
             );
           }
-          if (o.annotate && r.faces.length > 0) {
+          if (o.annotate && r.error === undefined) {
             const { annotateImageFile } = await import("../predict/annotate.js");
             const ext = path.extname(r.file).toLowerCase();
             const target = annotatedName(r.file, [".jpg", ".jpeg", ".png", ".webp"].includes(ext) ? ext : ".png");
@@ -182,10 +187,7 @@ export function predictCommand(): Command {
                 },
               });
               const secs = (performance.now() - started) / 1000;
-              if (s.warning) {
-                failures++;
-                warn(s.warning);
-              }
+              if (s.warning) fail(s.warning);
               const { mainLabels, ...summary } = s;
               if (o.json) out(`],"summary":${JSON.stringify({ ...summary, seconds: Math.round(secs * 10) / 10 })}}\n`);
               else if (!o.csv)
@@ -200,8 +202,7 @@ export function predictCommand(): Command {
               if (annotate) console.error(`annotated video: ${annotate}`);
             } catch (err) {
               if (!(err instanceof VideoError)) throw err;
-              failures++;
-              warn(err.message);
+              fail(err.message);
               if (o.json) out(`],"error":${JSON.stringify(err.message)}}\n`);
             }
           }

@@ -8,16 +8,20 @@ export function reportCommand(): Command {
       "write a self-contained HTML report (curves, thresholds, pseudo-labels, confusion matrix, per-class table) of one run, or a comparison of several",
     )
     .argument("<runs...>", "run folders written by ferkit train")
-    .option("--out <file>", "the HTML file to write (default: <run>/report.html for one run, ./report.html for several)")
-    .option("--markdown", "print the comparison table as Markdown instead of writing HTML", false)
+    .option(
+      "--out <file>",
+      "the file to write: .html (default: <run>/report.html for one run, ./report.html for several), or .md with --markdown",
+    )
+    .option("--markdown", "the comparison table as Markdown instead of HTML: printed, or written to --out", false)
     .action(async (runs: string[], o: { out?: string; markdown: boolean }) => {
+      // Loaded on use: the charting library and its DOM are only needed here.
+      const { writeReport, markdownReport } = await import("../report/index.js");
       if (o.markdown) {
-        const { readRun, comparisonTable, markdownTable } = await import("../report/index.js");
-        console.log(markdownTable(comparisonTable(runs.map((d) => readRun(d)))));
+        const text = markdownReport(runs, o.out);
+        if (o.out === undefined) process.stdout.write(text);
+        else console.log(`wrote ${o.out} (${runs.length} run${runs.length === 1 ? "" : "s"})`);
         return;
       }
-      // Loaded on use: the charting library and its DOM are only needed here.
-      const { writeReport } = await import("../report/index.js");
       const r = writeReport(runs, o.out);
       console.log(`wrote ${r.file} (${r.runs.length} run${r.runs.length === 1 ? "" : "s"})`);
     });

@@ -54,8 +54,12 @@ export function probeVideo(file: string): VideoInfo {
     { encoding: "utf8" },
   );
   if (p.error) throw new VideoError(`${file}: cannot run ffprobe (${p.error.message}); install Debian's ffmpeg`);
-  if (p.status !== 0)
-    throw new VideoError(`${file}: not a readable video (${p.stderr.trim().split("\n").pop() || `ffprobe exit ${p.status}`})`);
+  if (p.status !== 0) {
+    // ffprobe's last line usually starts with the file name again: drop it.
+    const last = p.stderr.trim().split("\n").pop() ?? "";
+    const reason = last.startsWith(`${file}: `) ? last.slice(file.length + 2) : last;
+    throw new VideoError(`${file}: not a readable video (${reason || `ffprobe exit ${p.status}`})`);
+  }
   const j = JSON.parse(p.stdout) as {
     streams?: {
       width?: number;

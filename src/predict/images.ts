@@ -59,7 +59,9 @@ export function expandInputs(paths: readonly string[]): ExpandedInputs {
       const st = statSync(full, { throwIfNoEntry: false });
       if (st === undefined) continue; // vanished while listing
       if (st.isDirectory()) visit(full);
-      else classify(full, false);
+      else if (st.isFile()) classify(full, false);
+      else if (IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase()) || VIDEO_EXTENSIONS.has(path.extname(name).toLowerCase()))
+        out.errors.push({ file: full, error: NOT_REGULAR }); // a pipe or device would block the decoder
     }
   };
   for (const p of paths) {
@@ -71,10 +73,13 @@ export function expandInputs(paths: readonly string[]): ExpandedInputs {
       continue;
     }
     if (st.isDirectory()) visit(p);
-    else classify(p, true);
+    else if (st.isFile()) classify(p, true);
+    else out.errors.push({ file: p, error: NOT_REGULAR });
   }
   return out;
 }
+
+const NOT_REGULAR = "not a regular file (a pipe, socket or device)";
 
 /** One classified face. Coordinates are pixels of the decoded photo (after EXIF rotation). */
 export interface FacePrediction {
@@ -99,7 +104,7 @@ export interface ImagePrediction {
   width?: number;
   height?: number;
   faces: FacePrediction[];
-  /** Set when the file could not be read as an image (it then has no faces). */
+  /** Why the file gave no prediction (not a readable image, or detection failed); it then has no faces. */
   error?: string;
 }
 
@@ -161,7 +166,10 @@ export async function predictImages(
     const size = r.photoWidth === undefined || r.photoHeight === undefined ? {} : { width: r.photoWidth, height: r.photoHeight };
     if (r.status === "skipped") {
       if (r.reason === "no_face") return { file: r.file, ...size, faces: [] };
-      return { file: r.file, ...size, faces: [], error: r.message ?? r.reason };
+      // The decoder's message names the file again; the entry already does.
+      const detail = r.message?.replace(`cannot decode image ${r.file}: `, "");
+      const what = r.reason === "unreadable_image" ? "not a readable image" : "face detection failed";
+      return { file: r.file, ...size, faces: [], error: detail ? `${what}: ${detail}` : what };
     }
     // Detection ran on the photo resized to at most maxSide (see decodeImage): back to its own pixels.
     const f = r.photoWidth / r.width;

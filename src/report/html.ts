@@ -33,7 +33,7 @@ function summary(r: RunData): string {
     ["seed", r.seed === null ? "–" : String(r.seed)],
     ["steps", steps],
     ["training wall time", formatDuration(wallTime(r))],
-    ["labeled / unlabeled images", m === null ? "–" : `${m.n_labeled} / ${m.n_unlabeled}`],
+    ["labeled / unlabeled images", `${r.nLabeled ?? "–"} / ${r.nUnlabeled ?? "–"}`],
     [
       "best validation macro-F1",
       m === null ? pct(Math.max(...r.epochs.map((e) => e.macro_f1))) : `${pct(m.best_val_macro_f1)} (step ${m.best_step})`,
@@ -43,8 +43,9 @@ function summary(r: RunData): string {
     rows.push([`${m.split} accuracy`, pct(m.test.accuracy)], [`${m.split} macro-F1`, pct(m.test.macro_f1)]);
     if (m.test.ece !== undefined) rows.push([`${m.split} expected calibration error`, pct(m.test.ece)]);
   }
-  if (m === null) rows.push(["status", "not finished (no metrics.json): curves so far"]);
-  if (r.skippedLines > 0) rows.push(["log lines skipped", `${r.skippedLines} (not JSON; e.g. cut by a kill)`]);
+  if (m === null) rows.push(["status", "not finished (no metrics.json, no end event in the log): curves so far"]);
+  else if (r.metricsSource === "log") rows.push(["status", "finished (metrics from the log's end event; metrics.json is missing)"]);
+  if (r.skippedLines > 0) rows.push(["log lines skipped", `${r.skippedLines} (not log events; e.g. cut by a kill)`]);
   return table(
     ["", ""],
     rows.map(([k, v]) => [k, v]),

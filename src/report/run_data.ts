@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import { z } from "zod";
 
 /** A run folder that cannot be reported (missing, or without a readable log). */
 export class ReportError extends Error {
@@ -72,6 +73,38 @@ export interface TestMetrics {
   ece?: number;
 }
 
+const testMetricsSchema = z
+  .object({
+    accuracy: z.number(),
+    macro_f1: z.number(),
+    per_class: z.record(
+      z.string(),
+      z.object({ precision: z.number(), recall: z.number(), f1: z.number(), support: z.number() }).passthrough(),
+    ),
+    confusion_matrix: z.array(z.array(z.number())),
+    classes: z.array(z.string()),
+    n: z.number(),
+    ece: z.number().optional(),
+  })
+  .passthrough();
+
+/** The shape `metrics.json` (and the log's `end` event) must have. */
+const runMetricsSchema = z
+  .object({
+    split: z.string().nullable(),
+    test: testMetricsSchema.nullable(),
+    best_val_macro_f1: z.number().nullable(),
+    best_step: z.number().nullable(),
+    steps: z.number(),
+    seed: z.number(),
+    wall_time_s: z.number(),
+    model: z.string(),
+    algorithm: z.string(),
+    n_labeled: z.number(),
+    n_unlabeled: z.number(),
+  })
+  .passthrough();
+
 /** `metrics.json` of a finished run. */
 export interface RunMetrics {
   split: string | null;
@@ -104,7 +137,13 @@ export interface RunData {
   pseudo: PseudoPoint[];
   /** null while the run has not finished. */
   metrics: RunMetrics | null;
-  /** Log lines that were not JSON objects (a line cut by a kill, say); skipped. */
+  /** Where {@link RunData.metrics} came from (the log's `end` event when `metrics.json` is missing). */
+  metricsSource: "metrics.json" | "log" | null;
+  /** Labeled training images (from the metrics, else the log's `start` event); null if unknown. */
+  nLabeled: number | null;
+  /** Unlabeled images; null if unknown. */
+  nUnlabeled: number | null;
+  /** Log lines that were not log events (a line cut by a kill, say); skipped. */
   skippedLines: number;
 }
 
@@ -128,6 +167,8 @@ export function readRun(dir: string): RunData {
   const pseudo = new Map<number, PseudoPoint>();
   let config: Record<string, unknown> | null = null;
   let classes: string[] = [];
+  let started: { n_train?: unknown; n_unlabeled?: unknown } = {};
+  let ended: RunMetrics | null = null;
   let skippedLines = 0;
   let events = 0;
 
@@ -144,9 +185,16 @@ export function readRun(dir: string): RunData {
     events++;
     switch (e.event) {
       case "start":
-        config = (e.config as Record<string, unknown>) ?? null;
+        config = typeof e.config === "object" && e.config !== null ? (e.config as Record<string, unknown>) : null;
         if (Array.isArray(e.classes)) classes = e.classes as string[];
+        started = e;
         break;
+      case "end": {
+        const m = runMetricsSchema.safeParse(e);
+        if (m.success) ended = m.data as RunMetrics;
+        else skippedLines++;
+        break;
+      }
       case "step":
         if (isNumber(e.step) && isNumber(e.loss)) steps.set(e.step, e as unknown as StepPoint);
         break;
@@ -174,14 +222,23 @@ export function readRun(dir: string): RunData {
   }
   if (events === 0) throw new ReportError(`${logFile}: no log events in it`);
 
-  let metrics: RunMetrics | null = null;
+  let metrics: RunMetrics | null = ended;
+  let metricsSource: RunData["metricsSource"] = ended ? "log" : null;
   const metricsFile = path.join(dir, "metrics.json");
   if (existsSync(metricsFile)) {
+    let raw: unknown;
     try {
-      metrics = JSON.parse(readFileSync(metricsFile, "utf8")) as RunMetrics;
+      raw = JSON.parse(readFileSync(metricsFile, "utf8"));
     } catch (err) {
       throw new ReportError(`${metricsFile}: not valid JSON (${(err as Error).message})`);
     }
+    const m = runMetricsSchema.safeParse(raw);
+    if (!m.success) {
+      const issue = m.error.issues[0];
+      throw new ReportError(`${metricsFile}: not a ferkit metrics file (${issue.path.join(".") || "the top level"}: ${issue.message})`);
+    }
+    metrics = m.data as RunMetrics;
+    metricsSource = "metrics.json";
   }
   const algorithmConfig = (config?.algorithm as { name?: string } | undefined)?.name;
   const trainConfig = config?.train as { steps?: number } | undefined;
@@ -191,7 +248,8 @@ export function readRun(dir: string): RunData {
     name: path.basename(path.resolve(dir)),
     config,
     classes: classes.length > 0 ? classes : (metrics?.test?.classes ?? []),
-    algorithm: metrics?.algorithm ?? algorithmConfig ?? "supervised",
+    // A config without an algorithm section predates them: those runs were supervised.
+    algorithm: metrics?.algorithm ?? algorithmConfig ?? (config !== null ? "supervised" : "unknown"),
     seed: metrics?.seed ?? (isNumber(config?.seed) ? config.seed : null),
     targetSteps: isNumber(trainConfig?.steps) ? trainConfig.steps : null,
     steps: byKey(steps),
@@ -199,6 +257,32 @@ export function readRun(dir: string): RunData {
     thresholds: byKey(thresholds),
     pseudo: byKey(pseudo),
     metrics,
+    metricsSource,
+    nLabeled: metrics?.n_labeled ?? (isNumber(started.n_train) ? started.n_train : null),
+    nUnlabeled: metrics?.n_unlabeled ?? (isNumber(started.n_unlabeled) ? started.n_unlabeled : null),
     skippedLines,
   };
+}
+
+/**
+ * Reads several run folders. Runs whose folder names repeat are labelled with as many parent
+ * folders as it takes to tell them apart (`a/run`, `b/run`).
+ * @throws ReportError as {@link readRun}
+ */
+export function readRuns(dirs: readonly string[]): RunData[] {
+  const runs = dirs.map((d) => readRun(d));
+  const parts = runs.map((r) =>
+    path
+      .resolve(r.dir)
+      .split(path.sep)
+      .filter((p) => p !== ""),
+  );
+  for (let depth = 1; ; depth++) {
+    const names = parts.map((p) => p.slice(-depth).join("/"));
+    const unique = new Set(names).size === names.length;
+    if (unique || depth >= Math.max(...parts.map((p) => p.length))) {
+      runs.forEach((r, i) => (r.name = names[i]));
+      return runs;
+    }
+  }
 }

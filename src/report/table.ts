@@ -61,8 +61,8 @@ export function comparisonTable(runs: readonly RunData[]): Table {
     return [
       r.name,
       r.algorithm,
-      r.metrics ? String(r.metrics.n_labeled) : "–",
-      r.metrics ? String(r.metrics.n_unlabeled) : "–",
+      r.nLabeled === null ? "–" : String(r.nLabeled),
+      r.nUnlabeled === null ? "–" : String(r.nUnlabeled),
       r.seed === null ? "–" : String(r.seed),
       String(lastStep(r)),
       formatDuration(wallTime(r)),
