@@ -162,6 +162,8 @@ export async function decodeImage(file: string, options: { maxSide?: number; min
       img = img.resize(w * k, h * k, { kernel: "cubic", fit: "fill" });
     }
     const { data, info } = await img.removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
+    // No size in the header: nothing was resized (longer was 0), so the decoded size is the photo's.
+    if (!photo.photoWidth || !photo.photoHeight) photo = { photoWidth: info.width, photoHeight: info.height };
     const px = info.width * info.height;
     if (info.channels === 3)
       return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, ...photo };
