@@ -60,14 +60,14 @@ export function predictCommand(): Command {
       const classifier = FaceClassifier.load(o.model);
       const classes = classifier.classes;
       const expanded = expandInputs(inputs);
-      let failures = expanded.errors.length;
+      let failures = 0;
       const warn = (m: string): void => console.error(`warning: ${m}`);
       // An input that could not be predicted: the rest goes on, the exit code says so (2).
       const fail = (m: string): void => {
         failures++;
         console.error(`error: ${m}`);
       };
-      for (const e of expanded.errors) console.error(`error: ${e.file}: ${e.error}`);
+      for (const e of expanded.errors) fail(`${e.file}: ${e.error}`);
       if (expanded.images.length + expanded.videos.length === 0 && expanded.errors.length === 0)
         fail(`no image or video files in ${inputs.join(", ")}`);
       for (const [flag, dir] of [
