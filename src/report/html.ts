@@ -6,8 +6,6 @@ import { ChartRenderer, type Series } from "./charts.js";
 import type { RunData } from "./run_data.js";
 import { comparisonTable, formatDuration, lastStep, pct, wallTime } from "./table.js";
 
-export { formatDuration } from "./table.js";
-
 /** Escapes text for HTML element content and attribute values. */
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch]!);
