@@ -3,11 +3,22 @@
  * messages, and small input generators for gradient checks.
  */
 import assert from "node:assert/strict";
+import { beforeEach } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import * as torch from "../src/torch/index.js";
 import type { Tensor } from "../src/torch/index.js";
 
 /** Keeps every test file on a small, fixed thread pool (the CI machine has 2 cores). */
 torch.setNumThreads(1);
+
+setFlagsFromString("--expose-gc");
+/** A full garbage collection, now (V8's `gc()`, exposed for the tests). */
+export const gc = runInNewContext("gc") as () => void;
+// Tensors an earlier test left to the collector are freed whenever it runs, during the
+// collection itself (native/src/common.cc); collecting before each test keeps them out of
+// the live-tensor counts the tests make.
+beforeEach(() => gc());
 
 /** Asserts `|actual - expected| <= atol + rtol * |expected|`. */
 export function assertClose(actual: number, expected: number, atol = 1e-6, rtol = 0, what = "value"): void {

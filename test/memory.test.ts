@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as torch from "../src/torch/index.js";
-import "./helpers.js"; // one intra-op thread, as every test file
+import { gc } from "./helpers.js"; // also: one intra-op thread, a collection before each test
 
 const { F, nn, optim } = torch;
 const live = torch.liveTensors;
@@ -292,6 +292,21 @@ describe("training loop", () => {
     x.dispose();
     y.dispose();
     assert.equal(live(), before - model.parameters().length - model.namedBuffers().length - 2);
+  });
+
+  test("a tensor nobody disposed is freed by the garbage collection itself, not later on the event loop", () => {
+    const before = live();
+    const forget = (): void => {
+      const a = torch.ones([256, 256]);
+      const b = a.add(1);
+      assert.equal(live(), before + 2, `${a.shape} ${b.shape}`); // neither is disposed
+    };
+    forget();
+    gc();
+    // No await between gc() and this line: a finalizer deferred to the event loop (Node's
+    // default for Node-API finalizers) would not have run yet, and a synchronous training
+    // loop would pile up every step's handles until it yields.
+    assert.equal(live(), before);
   });
 
   test("releaseFreeMemory hands freed heap memory back to the OS", () => {

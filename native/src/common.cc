@@ -34,7 +34,10 @@ Napi::Value Wrap(Napi::Env env, at::Tensor t) {
   if (!t.defined()) return env.Null();
   auto* h = new Handle{std::move(t)};
   live_handles++;
-  auto ext = Napi::External<Handle>::New(env, h, [](Napi::Env, Handle* p) {
+  // A basic finalizer (it touches no JavaScript) runs inside the garbage collection that
+  // frees the External. Node defers any other kind to the event loop, so a synchronous
+  // training loop would pile up every step's finalizers (and their handles) until it yields.
+  auto ext = Napi::External<Handle>::New(env, h, [](Napi::BasicEnv, Handle* p) {
     ReleaseHandle(p);
     delete p;
   });
