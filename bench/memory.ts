@@ -7,9 +7,11 @@
  *
  * A single RSS reading also shows how much freed memory the C allocator (glibc malloc)
  * happens to keep at that moment, which swings by a few hundred MB from step to step
- * here without any leak. Each sample line therefore also gives the minimum RSS over the
- * last `--every` steps (read after every step), which rises only when memory is really
- * retained; the summary reports the growth of both. The JSON uses the single readings.
+ * without any leak. So a sample due at a step where the free pages are returned to the
+ * OS (see --trim-every) is read right after that release, as the trainer leaves the
+ * process, and the JSON judges those readings. Each sample line also gives the minimum
+ * RSS over the last `--every` steps (read after every step), which rises only when
+ * memory is really retained; the summary reports the growth of both.
  *
  *   npm run bench:memory                      # 2,000 steps (about an hour on 2 cores)
  *   node dist/bench/memory.js --steps 300     # quicker
@@ -17,9 +19,9 @@
  * Options: --steps (2000), --batch (64), --threads (2), --every (100), --warmup (200),
  * --trim-every (50; 0 = never): return the C allocator's free pages to the OS every that
  * many steps with `torch.releaseFreeMemory()`, as the trainer does every `train.logEvery`
- * (default 50) steps. A sample due at the same step is read before the trim.
+ * (default 50) steps. A sample due at the same step is read after the trim.
  * The last line printed is one JSON object:
- * `{"steps","rss_mb_after_warmup","rss_mb_end","growth_pct","live_tensors_end"}`.
+ * `{"steps","rss_mb_after_warmup","rss_mb_end","growth_pct","live_tensors_end","trim_every","read_after_trim"}`.
  */
 import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
@@ -102,10 +104,10 @@ for (let step = 1; step <= steps; step++) {
     return l.item();
   });
   windowMin = Math.min(windowMin, process.memoryUsage.rss());
+  if (trimEvery > 0 && step % trimEvery === 0) torch.releaseFreeMemory();
   if (step % every === 0 || step === steps || step === warmup) {
     if (samples[samples.length - 1].step !== step) take(step, loss);
   }
-  if (trimEvery > 0 && step % trimEvery === 0) torch.releaseFreeMemory();
 }
 
 const base = samples.find((s) => s.step === warmup) ?? samples[0];
@@ -130,5 +132,6 @@ console.log(
     growth_pct: growthPct,
     live_tensors_end: end.liveTensors,
     trim_every: trimEvery,
+    read_after_trim: trimEvery > 0 && every % trimEvery === 0 && warmup % trimEvery === 0,
   }),
 );
