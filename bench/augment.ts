@@ -31,7 +31,7 @@ import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
 import { Rng } from "../src/data/sampler.js";
 import { AugmentWorker, makeViews } from "../src/augment/index.js";
-import { VggFer } from "../src/models/vgg_fer.js";
+import { createModel } from "../src/models/index.js";
 import { machineBusySeconds, median } from "./common.js";
 
 const { values } = parseArgs({
@@ -123,7 +123,7 @@ console.log(
 );
 
 // --- VggFer train steps
-const model = new VggFer();
+const model = createModel("vgg-fer");
 model.train();
 const opt = new torch.optim.Adam(model.parameters(), { lr: 5e-4 });
 const labels = torch.fromArray(

@@ -21,7 +21,9 @@
  * before each measurement (FERKIT_BENCH_WARMUP, 1; plus 2 once at start),
  * --threads (2), --models (vgg-fer,resnet18), --max-other-load: a measurement during
  * which other processes kept more than this many cores busy is repeated (0.3, up to
- * --retries 2 times), --py-no-inplace: PyTorch twin with out-of-place ReLU.
+ * --retries 2 times), --py-no-inplace: PyTorch twin with out-of-place ReLU,
+ * --memory-format of ferkit's convolution weights (channels_last, ferkit's default;
+ * contiguous is PyTorch's default, which the twin keeps).
  *
  * The last line printed is one JSON object:
  * `{"results":[{"model","batch","threads","ferkit_img_s","pytorch_img_s","ratio"}],"min_ratio"}`.
@@ -51,8 +53,12 @@ const { values } = parseArgs({
     "max-other-load": { type: "string", default: "0.3" },
     retries: { type: "string", default: "2" },
     "py-no-inplace": { type: "boolean", default: false },
+    "memory-format": { type: "string", default: "channels_last" },
   },
 });
+if (values["memory-format"] !== "channels_last" && values["memory-format"] !== "contiguous")
+  throw new RangeError(`--memory-format must be channels_last or contiguous, got ${values["memory-format"]}`);
+const memoryFormat: torch.MemoryFormat = values["memory-format"];
 const rounds = Number(values.rounds);
 const steps = Number(values.steps);
 const warmup = Number(values.warmup);
@@ -99,7 +105,7 @@ class FerkitRunner {
 
   constructor(readonly name: ModelName) {
     torch.manualSeed(0);
-    this.model = createModel(name);
+    this.model = createModel(name, { memoryFormat });
     this.model.train();
     this.opt = new torch.optim.Adam(this.model.parameters(), { lr: 1e-3 });
     this.x = torch.keep(torch.randn([BATCH[name], ...defaultInputSize(name)]));
@@ -179,7 +185,7 @@ async function measureQuietly(fn: () => Measurement | Promise<Measurement>): Pro
 ensurePyTorch();
 torch.setNumThreads(threads);
 console.log(
-  `ferkit engine benchmark: libtorch ${torch.libtorchVersion()}, ${threads} threads, ${rounds} rounds x ${steps} timed steps (+${warmup} warm-up)`,
+  `ferkit engine benchmark: libtorch ${torch.libtorchVersion()}, ${threads} threads, ${rounds} rounds x ${steps} timed steps (+${warmup} warm-up); ferkit weights ${memoryFormat}, PyTorch contiguous`,
 );
 
 const runners = new Map<ModelName, FerkitRunner>();

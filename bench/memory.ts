@@ -25,7 +25,7 @@
  */
 import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
-import { VggFer } from "../src/models/index.js";
+import { createModel } from "../src/models/index.js";
 
 const { values } = parseArgs({
   options: {
@@ -52,7 +52,7 @@ const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 
 torch.setNumThreads(threads);
 torch.manualSeed(0);
-const model = new VggFer();
+const model = createModel("vgg-fer");
 model.train();
 const opt = new torch.optim.Adam(model.parameters(), { lr: 1e-3 });
 

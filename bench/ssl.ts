@@ -34,7 +34,7 @@ import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
 import { makeViews } from "../src/augment/views.js";
 import { Rng } from "../src/data/sampler.js";
-import { VggFer } from "../src/models/vgg_fer.js";
+import { createModel } from "../src/models/index.js";
 import { createAlgorithm } from "../src/ssl/index.js";
 import { parseConfig } from "../src/train/config.js";
 import { EmaTeacher } from "../src/train/ema.js";
@@ -64,8 +64,8 @@ if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`--warmup must
 
 /** ferkit's model, optimizer, teacher and inputs. */
 class FerkitSide {
-  readonly model = new VggFer();
-  readonly teacher = new VggFer();
+  readonly model = createModel("vgg-fer");
+  readonly teacher = createModel("vgg-fer");
   readonly ema: EmaTeacher;
   readonly opt: torch.optim.Adam;
   readonly algorithm = createAlgorithm(parseConfig({ algorithm: { name: "dtm" }, data: { unlabeled: { trainSplit: true } } }).algorithm, {

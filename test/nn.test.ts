@@ -402,3 +402,40 @@ describe("layers", () => {
       m.dispose();
     }));
 });
+
+describe("memory format", () => {
+  test("toMemoryFormat('channels_last') keeps identities, outputs, gradients and state_dict bytes", () =>
+    torch.tidy(() => {
+      torch.manualSeed(3);
+      const a = new Net();
+      const b = new Net();
+      b.loadStateDict(a.stateDict());
+      const params = b.parameters();
+      b.toMemoryFormat("channels_last");
+      assert.deepEqual(b.parameters(), params);
+      const convWeight = b.features.stateDict().get("0.weight") as torch.Tensor;
+      assert.equal(convWeight.isContiguous("channels_last"), true);
+      assert.equal(convWeight.isContiguous(), false);
+      a.eval();
+      b.eval();
+      const x = torch.randn([5, 3, 9, 9]);
+      assertAllClose(b.forward(x).toNumbers(), a.forward(x).toNumbers(), 1e-5);
+      a.forward(x).square().sum().backward();
+      b.forward(x).square().sum().backward();
+      for (const [i, p] of b.parameters().entries())
+        assertAllClose((p.grad as torch.Tensor).toNumbers(), (a.parameters()[i].grad as torch.Tensor).toNumbers(), 1e-4);
+      for (const [k, t] of b.stateDict()) assert.deepEqual(t.toBytes(), (a.stateDict().get(k) as torch.Tensor).toBytes(), k);
+      b.toMemoryFormat("contiguous");
+      assert.equal(convWeight.isContiguous(), true);
+      a.dispose();
+      b.dispose();
+    }));
+
+  test("contiguous('channels_last') needs a 4-D tensor; setData_ needs the same shape and dtype", () =>
+    torch.tidy(() => {
+      assert.throws(() => torch.zeros([2, 3]).contiguous("channels_last"), /rank 4|4D|dimension/i);
+      assert.throws(() => torch.zeros([2, 3]).contiguous("nhwc" as torch.MemoryFormat), TypeError);
+      assert.throws(() => torch.zeros([2, 3]).setData_(torch.zeros([3, 2])), /setData_: the new data must have the shape/);
+      assert.throws(() => torch.zeros([2, 3]).setData_(torch.zeros([2, 3], "int64")), /setData_/);
+    }));
+});

@@ -72,6 +72,15 @@ Napi::Value ToTypedArray(Napi::Env env, at::Tensor t) {
   }
 }
 
+// "contiguous" (default, row-major NCHW) or "channels_last" (NHWC order in memory, same shape).
+at::MemoryFormat MemoryFormatArg(Args& a, size_t i) {
+  if (a.Missing(i)) return at::MemoryFormat::Contiguous;
+  auto f = a.Str(i);
+  if (f == "contiguous") return at::MemoryFormat::Contiguous;
+  if (f == "channels_last") return at::MemoryFormat::ChannelsLast;
+  a.TypeError(i, "one of 'contiguous', 'channels_last'");
+}
+
 // RAII guards of c10::InferenceMode, entered and left by explicit calls from JS.
 std::vector<std::unique_ptr<c10::InferenceMode>>& InferenceStack() {
   // One stack per thread: inference mode is thread-local in libtorch, and workers load this addon too.
@@ -154,7 +163,7 @@ std::vector<OpDef> TensorOps() {
        }},
       {"dtype", [](Args& a) -> Napi::Value { return Napi::String::New(a.env, DtypeName(a.T(0).scalar_type())); }},
       {"device", [](Args& a) -> Napi::Value { return Napi::String::New(a.env, a.T(0).device().str()); }},
-      {"isContiguous", [](Args& a) -> Napi::Value { return Napi::Boolean::New(a.env, a.T(0).is_contiguous()); }},
+      {"isContiguous", [](Args& a) -> Napi::Value { return Napi::Boolean::New(a.env, a.T(0).is_contiguous(MemoryFormatArg(a, 1))); }},
       {"isInference", [](Args& a) -> Napi::Value { return Napi::Boolean::New(a.env, a.T(0).is_inference()); }},
       {"dispose",
        [](Args& a) -> Napi::Value {
@@ -170,7 +179,7 @@ std::vector<OpDef> TensorOps() {
       // --- views, copies, shape ---
       Op("clone", [](Args& a) { return a.T(0).clone(at::MemoryFormat::Contiguous); }),
       Op("detach", [](Args& a) { return a.T(0).detach(); }),
-      Op("contiguous", [](Args& a) { return a.T(0).contiguous(); }),
+      Op("contiguous", [](Args& a) { return a.T(0).contiguous(MemoryFormatArg(a, 1)); }),
       Op("to", [](Args& a) { return a.T(0).to(a.Dtype(1, at::kFloat)); }),
       Op("reshape", [](Args& a) { return a.T(0).reshape(a.Ints(1)); }),
       Op("view", [](Args& a) { return a.T(0).view(a.Ints(1)); }),
@@ -210,6 +219,15 @@ std::vector<OpDef> TensorOps() {
       Op("oneHot", [](Args& a) { return at::one_hot(a.T(0), a.Missing(1) ? -1 : a.I(1)); }),
       // --- in-place updates (optimizers, EMA, initialisation) ---
       Void("copy_", [](Args& a) { a.T(0).copy_(a.T(1)); }),
+      // Swaps the storage under a tensor (a parameter) and keeps its identity, so
+      // optimizers holding it see the new layout; as PyTorch's `param.data = other`.
+      Void("setData_", [](Args& a) {
+        auto& t = a.T(0);
+        auto& src = a.T(1);
+        TORCH_CHECK(src.sizes().equals(t.sizes()) && src.scalar_type() == t.scalar_type(), "setData_: the new data must have the shape ",
+                    t.sizes(), " and dtype ", DtypeName(t.scalar_type()), ", got ", src.sizes(), " ", DtypeName(src.scalar_type()));
+        t.set_data(src);
+      }),
       Void("zero_", [](Args& a) { a.T(0).zero_(); }),
       Void("fill_", [](Args& a) { a.T(0).fill_(a.S(1)); }),
       Void("add_", [](Args& a) { a.IsNumber(1) ? a.T(0).add_(a.S(1)) : a.T(0).add_(a.T(1), a.Missing(2) ? at::Scalar(1) : a.S(2)); }),

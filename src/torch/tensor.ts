@@ -19,6 +19,13 @@ export type TypedArray = Float32Array | Float64Array | Int32Array | Int16Array |
 /** A dimension list or a single dimension. */
 export type Dims = number | readonly number[];
 
+/**
+ * How a 4-D tensor's elements are ordered in memory; the shape is `[N, C, H, W]` either
+ * way. "contiguous": NCHW row-major, the default; "channels_last": NHWC order, which
+ * libtorch's CPU convolutions (oneDNN) run faster on.
+ */
+export type MemoryFormat = "contiguous" | "channels_last";
+
 /** A second operand: another tensor or a number broadcast to every element. */
 export type Operand = Tensor | number;
 
@@ -142,9 +149,17 @@ export class Tensor implements Tracked {
   detach(): Tensor {
     return wrap(native.detach(this.handle));
   }
-  /** A contiguous tensor (this data copied if it was a strided view). */
-  contiguous(): Tensor {
-    return wrap(native.contiguous(this.handle));
+  /**
+   * A tensor whose elements lie in memory in `format` order (this one when they already
+   * do, else a copy). Keeps the autograd graph.
+   * @throws Error for "channels_last" when the tensor is not 4-D.
+   */
+  contiguous(format: MemoryFormat = "contiguous"): Tensor {
+    return wrap(native.contiguous(this.handle, format));
+  }
+  /** Whether the elements lie in memory in `format` order, without gaps. */
+  isContiguous(format: MemoryFormat = "contiguous"): boolean {
+    return native.isContiguous(this.handle, format) as boolean;
   }
   /** Converts to another dtype (a copy; differentiable between float types). */
   to(dtype: DType): Tensor {
@@ -528,6 +543,16 @@ export class Tensor implements Tracked {
   /** Copies `src` (broadcast) into this tensor. */
   copy_(src: Tensor): this {
     native.copy_(this.handle, src.handle);
+    return this;
+  }
+  /**
+   * Makes this tensor use `src`'s memory (PyTorch's `t.data = src`): same identity, so
+   * an optimizer or module holding it sees the change; used to change a parameter's
+   * memory format. Not recorded by autograd.
+   * @throws Error when `src` has another shape or dtype.
+   */
+  setData_(src: Tensor): this {
+    native.setData_(this.handle, src.handle);
     return this;
   }
   /** Sets every element to 0. */

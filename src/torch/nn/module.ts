@@ -5,7 +5,7 @@
  */
 import { keep } from "../scope.js";
 import { noGrad } from "../runtime.js";
-import type { Tensor } from "../tensor.js";
+import type { MemoryFormat, Tensor } from "../tensor.js";
 
 /** A flat map from PyTorch-style dotted names to tensors. */
 export type StateDict = Map<string, Tensor>;
@@ -126,6 +126,25 @@ export abstract class Module {
       }
     });
     return { missingKeys, unexpectedKeys };
+  }
+
+  /**
+   * Stores every 4-D parameter and buffer (the convolution weights) in `format` order, in
+   * place, as PyTorch's `model.to(memory_format=...)`: with "channels_last" libtorch's CPU
+   * convolutions run on NHWC memory, which is faster, and their outputs stay NHWC through
+   * BatchNorm, activations and pooling. Shapes, results, `state_dict` names and saved
+   * files are unchanged. Call it before an optimizer has made its state. Returns `this`.
+   */
+  toMemoryFormat(format: MemoryFormat): this {
+    noGrad(() => {
+      for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
+        if (t.shape.length !== 4 || t.isContiguous(format)) continue;
+        const converted = t.contiguous(format);
+        t.setData_(converted);
+        converted.dispose();
+      }
+    });
+    return this;
   }
 
   /** Sets training mode on this module and all descendants. Returns `this`. */
