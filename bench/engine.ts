@@ -26,7 +26,7 @@
  * contiguous is PyTorch's default, which the twin keeps).
  *
  * The last line printed is one JSON object:
- * `{"results":[{"model","batch","threads","ferkit_img_s","pytorch_img_s","ratio"}],"min_ratio"}`.
+ * `{"results":[{"model","batch","threads","ferkit_img_s","pytorch_img_s","ratio"}],"min_ratio","ferkit_memory_format"}`.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -264,4 +264,4 @@ for (const runner of runners.values()) {
   runner.x.dispose();
   runner.y.dispose();
 }
-console.log(JSON.stringify({ results, min_ratio: minRatio }));
+console.log(JSON.stringify({ results, min_ratio: minRatio, ferkit_memory_format: memoryFormat }));

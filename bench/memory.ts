@@ -132,6 +132,6 @@ console.log(
     growth_pct: growthPct,
     live_tensors_end: end.liveTensors,
     trim_every: trimEvery,
-    read_after_trim: trimEvery > 0 && every % trimEvery === 0 && warmup % trimEvery === 0,
+    read_after_trim: trimEvery > 0 && [every, warmup, steps].every((k) => k % trimEvery === 0),
   }),
 );

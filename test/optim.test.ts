@@ -440,6 +440,25 @@ describe("optimizer state dict", () => {
     trained.dispose();
     assert.equal(torch.liveTensors(), live);
   });
+
+  test("restored state of a channels_last weight is channels_last, with the saved values", () =>
+    torch.tidy(() => {
+      const w = torch.keep(torch.randn([4, 3, 2, 2]).contiguous("channels_last"));
+      w.requiresGrad_(true);
+      const adam = new optim.Adam([w]);
+      w.square().sum().backward();
+      adam.step();
+      const saved = adam.stateDict();
+      const again = new optim.Adam([w]);
+      again.loadStateDict(saved);
+      for (const [name, t] of again.stateDict().tensors) {
+        assert.equal(t.isContiguous("channels_last"), true, name);
+        assert.deepEqual(t.toNumbers(), (saved.tensors.get(name) as torch.Tensor).toNumbers(), name);
+      }
+      adam.dispose();
+      again.dispose();
+      w.dispose();
+    }));
 });
 
 describe("learning-rate schedules", () => {

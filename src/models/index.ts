@@ -28,8 +28,9 @@ export interface ModelOptions {
   stem?: ResNetStem;
   /**
    * Memory order of the convolution weights (default "channels_last", which libtorch's
-   * CPU convolutions run faster on; "contiguous" is PyTorch's default). Results and
-   * saved weights are the same either way.
+   * CPU convolutions run faster on; "contiguous" is PyTorch's default). Outputs agree up
+   * to float rounding (so long trainings take slightly different paths); saved weights
+   * have the same layout either way.
    */
   memoryFormat?: MemoryFormat;
 }

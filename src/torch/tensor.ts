@@ -152,12 +152,16 @@ export class Tensor implements Tracked {
   /**
    * A tensor whose elements lie in memory in `format` order (this one when they already
    * do, else a copy). Keeps the autograd graph.
-   * @throws Error for "channels_last" when the tensor is not 4-D.
+   * @throws Error for "channels_last" when the tensor is not 4-D; TypeError for another format name.
    */
   contiguous(format: MemoryFormat = "contiguous"): Tensor {
     return wrap(native.contiguous(this.handle, format));
   }
-  /** Whether the elements lie in memory in `format` order, without gaps. */
+  /**
+   * Whether the elements lie in memory in `format` order, without gaps (always false for
+   * "channels_last" when the tensor is not 4-D).
+   * @throws TypeError for another format name.
+   */
   isContiguous(format: MemoryFormat = "contiguous"): boolean {
     return native.isContiguous(this.handle, format) as boolean;
   }

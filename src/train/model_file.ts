@@ -65,7 +65,8 @@ export function loadModelFile(fileOrRun: string): { model: nn.Module; card: Mode
     }
     const card = JSON.parse(metadata.ferkit_model) as ModelCard;
     if (!isModelName(card.name)) throw new ConfigError(`${file} holds an unknown architecture '${card.name}'`);
-    const model = createModel(card.name, card.options);
+    // The memory layout is this process's choice, not part of the card.
+    const model = createModel(card.name, { ...card.options, memoryFormat: "channels_last" });
     try {
       model.loadStateDict(tensors);
     } catch (err) {

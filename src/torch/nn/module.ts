@@ -132,8 +132,10 @@ export abstract class Module {
    * Stores every 4-D parameter and buffer (the convolution weights) in `format` order, in
    * place, as PyTorch's `model.to(memory_format=...)`: with "channels_last" libtorch's CPU
    * convolutions run on NHWC memory, which is faster, and their outputs stay NHWC through
-   * BatchNorm, activations and pooling. Shapes, results, `state_dict` names and saved
-   * files are unchanged. Call it before an optimizer has made its state. Returns `this`.
+   * BatchNorm, activations and pooling. Shapes, `state_dict` names and saved files are
+   * unchanged; outputs agree up to float rounding. Call it before an optimizer has made
+   * its state (state made earlier keeps the old layout: correct, but slower). Returns `this`.
+   * @throws TypeError when `format` is not "contiguous" or "channels_last".
    */
   toMemoryFormat(format: MemoryFormat): this {
     noGrad(() => {
