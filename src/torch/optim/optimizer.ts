@@ -4,7 +4,8 @@
  * rest as JSON) and restores exactly. The update rules run natively, one call per
  * parameter (native/src/optim.cc).
  */
-import { keep, tidy } from "../scope.js";
+import { zerosLike } from "../creation.js";
+import { keep } from "../scope.js";
 import { Tensor } from "../tensor.js";
 
 /** A group of parameters sharing hyper-parameters `H` (e.g. lr, weight decay). */
@@ -139,7 +140,9 @@ export abstract class Optimizer<H extends { lr: number }> {
           if (!name.startsWith(prefix)) continue;
           if (t.shape.join(",") !== p.shape.join(","))
             throw new Error(`loadStateDict: ${name} has shape [${t.shape.join(", ")}], parameter has [${p.shape.join(", ")}]`);
-          buffers[name.slice(prefix.length)] = keep(copyLaidOutLike(t, p));
+          // Laid out in memory like the parameter (files hold row-major data; a
+          // channels_last weight's state stays channels_last, so updates run on matching memory).
+          buffers[name.slice(prefix.length)] = keep(zerosLike(p).copy_(t));
         }
       }
     } catch (err) {
@@ -160,15 +163,4 @@ export abstract class Optimizer<H extends { lr: number }> {
     for (const s of this.state.values()) for (const t of Object.values(s.buffers)) t.dispose();
     this.state.clear();
   }
-}
-
-/**
- * A copy of the saved state tensor `t` in the memory order of its parameter `p` (files
- * hold row-major data; a channels_last convolution weight's state is kept channels_last,
- * so the update's elementwise ops run on matching memory).
- */
-function copyLaidOutLike(t: Tensor, p: Tensor): Tensor {
-  const channelsLast = p.shape.length === 4 && !p.isContiguous() && p.isContiguous("channels_last");
-  if (!channelsLast) return t.clone();
-  return tidy(() => t.clone().contiguous("channels_last"));
 }
