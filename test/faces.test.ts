@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
 import {
+  DetectorPool,
   FER2013_TEMPLATE,
   FaceDetector,
   alignImage,
@@ -244,5 +245,40 @@ describe("faces on real photos", { skip: haveData ? false : `data not found unde
     const a = await detectAndAlign(files, { size: 48, channels: 1, workers: 0 });
     const b = await detectAndAlign(files, { size: 48, channels: 1, workers: 2 });
     for (let i = 0; i < files.length; i++) assert.deepEqual(ok(b.results[i]).faces[0].pixels, ok(a.results[i]).faces[0].pixels);
+  });
+
+  test("a DetectorPool finds what the calling thread finds, serves many calls and stops cleanly", async () => {
+    const pool = new DetectorPool(2);
+    try {
+      const images = await Promise.all([LFW[0], UTK[1], ORL[0]].map((f) => decodeImage(f)));
+      const [inPool, here] = await Promise.all([
+        Promise.all(images.map((im) => pool.detect(im))),
+        Promise.all(images.map((im) => detector.detect(im))),
+      ]);
+      assert.deepEqual(inPool, here);
+      assert.equal(images[0].data.length, images[0].width * images[0].height * 3, "the caller keeps its pixels");
+      for (let round = 0; round < 2; round++) {
+        const out = await detectAndAlign([LFW[3], UTK[0], ORL[1], path.join(tmp, "missing.jpg")], { size: 48, channels: 1, pool });
+        assert.deepEqual(
+          out.results.map((r) => (r.status === "ok" ? r.faces.length : r.reason)),
+          [1, 1, 1, "unreadable_image"],
+        );
+      }
+    } finally {
+      await pool.close();
+    }
+    await assert.rejects(pool.detect({ data: new Uint8Array(3), width: 1, height: 1 }), /after close/);
+  });
+
+  test("a pool whose workers cannot load the models rejects every call, naming the file, and does not hang", async () => {
+    const pool = new DetectorPool(2, { modelDir: tmp });
+    try {
+      const calls = [pool.detectFile(LFW[0], { size: 48, channels: 1 }), pool.detect({ data: new Uint8Array(300), width: 10, height: 10 })];
+      const names = (err: Error): boolean => err.message.includes(`${path.join(tmp, "blazeface.json")} is not readable`);
+      for (const c of calls) await assert.rejects(c, names);
+      await assert.rejects(detectAndAlign([LFW[0]], { size: 48, channels: 1, pool }), /failed to start/);
+    } finally {
+      await pool.close();
+    }
   });
 });

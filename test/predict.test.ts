@@ -28,6 +28,9 @@ import { abawSubmission, ABAW_HEADER } from "../src/predict/abaw.js";
 import { emaProbs, majorityVote, StreamingMajorityVote } from "../src/predict/smoothing.js";
 import { FaceTracker, iou } from "../src/predict/tracker.js";
 import { Rng } from "../src/data/sampler.js";
+import { DetectorPool, FaceDetector } from "../src/faces/index.js";
+import { FaceClassifier } from "../src/predict/classifier.js";
+import { predictVideo, type VideoRow } from "../src/predict/video.js";
 
 const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
 const work = mkdtempSync(path.join(tmpdir(), "ferkit-predict-"));
@@ -374,6 +377,26 @@ describe("predict on a video made from LFW photos", () => {
     assert.equal(lines[0], ABAW_HEADER);
     assert.equal(lines.length, FRAMES + 1);
     assert.ok(lines.slice(1).every((l) => /^[0-7]$/.test(l)));
+  });
+
+  test("frames detected ahead on a worker pool give the same rows, in the same order, as one detector", async () => {
+    const classifier = FaceClassifier.load();
+    const detector = await FaceDetector.create();
+    const pool = new DetectorPool(2);
+    try {
+      const run = async (d: FaceDetector | DetectorPool, detectAhead: number): Promise<VideoRow[]> => {
+        const rows: VideoRow[] = [];
+        await predictVideo(video, classifier, d, { detectAhead, voteWindow: 12, voteStride: 6, onRow: (r) => rows.push(r) });
+        return rows;
+      };
+      const one = await run(detector, 1);
+      assert.equal(one.length, FRAMES);
+      assert.deepEqual(await run(pool, 4), one);
+    } finally {
+      detector.dispose();
+      await pool.close();
+      classifier.dispose();
+    }
   });
 
   test("a video of odd size is annotated (scaled to even) with boxes in its own pixels", () => {

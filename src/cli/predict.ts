@@ -1,5 +1,6 @@
 /** `ferkit predict`: expressions of the faces in photos, folders and videos. */
 import { existsSync, mkdirSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { ConfigError } from "../train/config.js";
@@ -18,6 +19,7 @@ interface PredictFlags {
   voteStride: number;
   ema: number;
   maxSide: number;
+  landmarks: "mesh" | "blazeface";
 }
 
 const out = (s: string): void => {
@@ -52,12 +54,18 @@ export function predictCommand(): Command {
       positiveNumber("--ema"),
       0.3,
     )
+    .addOption(
+      new Option("--landmarks <source>", "eye points for alignment: FaceMesh's (more precise) or BlazeFace's own (faster)")
+        .choices(["mesh", "blazeface"])
+        .default("mesh"),
+    )
     .option("--max-side <px>", "videos: frames larger than this are scaled down for detection", positiveInt("--max-side"), 1024)
     .action(async (inputs: string[], o: PredictFlags) => {
       if (o.ema > 1) throw new RangeError(`--ema must be in (0, 1], got ${o.ema}`);
       const { FaceClassifier } = await import("../predict/classifier.js");
       const { expandInputs, predictImages } = await import("../predict/images.js");
       const classifier = FaceClassifier.load(o.model);
+      const detectorOptions = { landmarks: o.landmarks };
       const classes = classifier.classes;
       const expanded = expandInputs(inputs);
       let failures = 0;
@@ -110,7 +118,7 @@ export function predictCommand(): Command {
 
       // Photos: detected on worker threads, classified in batches.
       if (expanded.images.length > 0) {
-        const results = await predictImages(expanded.images, classifier, { tta: o.tta });
+        const results = await predictImages(expanded.images, classifier, { tta: o.tta, detector: detectorOptions });
         for (const r of results) {
           if (r.error !== undefined) fail(`${r.file}: ${r.error}`);
           if (o.json) out(JSON.stringify(r) + "\n");
@@ -150,11 +158,12 @@ export function predictCommand(): Command {
 
       // Videos: streamed frame by frame.
       if (expanded.videos.length > 0) {
-        const { FaceDetector } = await import("../faces/index.js");
+        const { FaceDetector, sharedDetectorPool } = await import("../faces/index.js");
         const { predictVideo } = await import("../predict/video.js");
         const { VideoError } = await import("../predict/ffmpeg.js");
         const { writeAbawSubmission } = await import("../predict/abaw.js");
-        const detector = await FaceDetector.create();
+        // Frames are detected on two worker threads when there are two cores.
+        const detector = availableParallelism() >= 2 ? sharedDetectorPool(2, detectorOptions) : await FaceDetector.create(detectorOptions);
         try {
           for (const file of expanded.videos) {
             const annotate = o.annotate ? annotatedName(file, ".mp4") : undefined;
@@ -207,7 +216,7 @@ export function predictCommand(): Command {
             }
           }
         } finally {
-          detector.dispose();
+          if (detector instanceof FaceDetector) detector.dispose();
         }
       }
       classifier.dispose();

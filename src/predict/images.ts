@@ -6,7 +6,8 @@
 import { readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { IMAGE_EXTENSIONS } from "../data/dataset.js";
-import { detectAndAlign, type AlignedFace, type FaceDetectorOptions } from "../faces/index.js";
+import { availableParallelism } from "node:os";
+import { detectAndAlign, sharedDetectorPool, type AlignedFace, type FaceDetectorOptions } from "../faces/index.js";
 import type { FaceClassifier } from "./classifier.js";
 import { argmax } from "./smoothing.js";
 
@@ -113,7 +114,10 @@ export interface PredictImagesOptions {
   /** Average with the horizontal flip (test-time augmentation). */
   tta?: boolean;
   detector?: FaceDetectorOptions;
-  /** Worker threads for detection (default: as `detectAndAlign`). */
+  /**
+   * Worker threads for detection (default: `min(2, cores)` for 24 photos or more, else 0 = the
+   * calling thread). The workers are kept for later calls in this process (see `sharedDetectorPool`).
+   */
   workers?: number;
   onProgress?: (done: number, total: number) => void;
 }
@@ -150,12 +154,14 @@ export async function predictImages(
   classifier: FaceClassifier,
   o: PredictImagesOptions = {},
 ): Promise<ImagePrediction[]> {
+  const workers = o.workers ?? (files.length >= 24 ? Math.min(2, availableParallelism()) : 0);
   const detected = await detectAndAlign(files, {
     size: classifier.size,
     channels: classifier.channels,
     every: true,
     detector: o.detector,
-    workers: o.workers,
+    workers,
+    pool: workers > 0 ? sharedDetectorPool(workers, o.detector) : undefined,
     onProgress: o.onProgress ? (done, total) => o.onProgress?.(done, total) : undefined,
   });
   const crops = detected.results.flatMap((r) => (r.status === "ok" ? r.faces : []));

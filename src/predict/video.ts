@@ -4,7 +4,7 @@
  * (the paper's majority vote and an exponential moving average). Rows come out in frame order
  * through a callback; memory is bounded by the batch and the vote window, not the video length.
  */
-import { alignFaces, type AlignedFace, type FaceDetector } from "../faces/index.js";
+import { alignFaces, type AlignedFace, type DetectedFace, type Detects } from "../faces/index.js";
 import { annotateFrame } from "./annotate.js";
 import type { FaceClassifier } from "./classifier.js";
 import { Mp4Writer, decodedSize, probeVideo, readFrames, type VideoInfo } from "./ffmpeg.js";
@@ -44,6 +44,11 @@ export interface VideoOptions {
   annotate?: string;
   /** Faces per model batch (default 64). */
   batchFaces?: number;
+  /**
+   * Frames whose detection may run at once (default 4): with a {@link DetectorPool} of n workers,
+   * at least n keeps them all busy. Frames are still tracked and reported in order.
+   */
+  detectAhead?: number;
   /** Called with each row, in frame order. */
   onRow?: (row: VideoRow) => void;
   onProgress?: (frame: number, info: VideoInfo) => void;
@@ -109,7 +114,7 @@ class FrameLabels {
 export async function predictVideo(
   file: string,
   classifier: FaceClassifier,
-  detector: FaceDetector,
+  detector: Detects,
   o: VideoOptions = {},
 ): Promise<VideoSummary> {
   const every = o.every ?? 1;
@@ -117,6 +122,9 @@ export async function predictVideo(
   const batchFaces = o.batchFaces ?? 64;
   if (!(Number.isInteger(every) && every >= 1)) throw new RangeError(`every must be a positive integer, got ${every}`);
   if (!(emaAlpha > 0 && emaAlpha <= 1)) throw new RangeError(`emaAlpha must be in (0, 1], got ${emaAlpha}`);
+  const detectAhead = o.detectAhead ?? 4;
+  if (!(Number.isInteger(detectAhead) && detectAhead >= 1))
+    throw new RangeError(`detectAhead must be a positive integer, got ${detectAhead}`);
   const voteWindow = o.voteWindow ?? 200;
   const voteStride = o.voteStride ?? 100;
   new StreamingMajorityVote(voteWindow, voteStride); // validates the window options up front
@@ -214,35 +222,46 @@ export async function predictVideo(
     release(false);
   };
 
+  type Decoded = { index: number; time: number; image: { data: Uint8Array; width: number; height: number } };
+  // Detections started ahead of time; a failure is kept as a value and thrown when its frame's turn comes.
+  const ahead: { frame: Decoded; detections: Promise<DetectedFace[] | { error: unknown }> | null }[] = [];
+  const handle = async (frame: Decoded, detected: DetectedFace[] | { error: unknown } | null): Promise<void> => {
+    if (detected !== null && !Array.isArray(detected)) throw detected.error;
+    const faces = detected ? alignFaces(frame.image, detected, { size: classifier.size, channels: classifier.channels, every: true }) : [];
+    const ids = detected
+      ? tracker.update(
+          frame.index,
+          faces.map((f) => f.box),
+        )
+      : [];
+    for (const id of tracker.takeEnded()) {
+      const v = votes.get(id);
+      if (v) emit(v.flush());
+      votes.delete(id);
+      ema.delete(id);
+    }
+    let main = -1;
+    faces.forEach((f, j) => (main < 0 || f.box[2] * f.box[3] > faces[main].box[2] * faces[main].box[3] ? (main = j) : 0));
+    queue.push({ index: frame.index, time: frame.time, image: writer ? frame.image : null, faces, ids, main });
+    const pendingFaces = queue.reduce((a, f) => a + f.faces.length, 0);
+    if (pendingFaces >= batchFaces || queue.length >= 32) await flush();
+  };
+  const handleOldest = async (): Promise<void> => {
+    const next = ahead.shift();
+    if (next) await handle(next.frame, next.detections ? await next.detections : null);
+  };
+
   try {
     for await (const frame of readFrames(file, info, { maxSide: o.maxSide, onError: (m) => (warning = `${file}: ${m}`) })) {
       frames++;
       o.onProgress?.(frame.index, info);
       const classify = frame.index % every === 0;
-      let faces: AlignedFace[] = [];
-      if (classify) {
-        processed++;
-        const detections = await detector.detect(frame.image);
-        faces = alignFaces(frame.image, detections, { size: classifier.size, channels: classifier.channels, every: true });
-      }
-      const ids = classify
-        ? tracker.update(
-            frame.index,
-            faces.map((f) => f.box),
-          )
-        : [];
-      for (const id of tracker.takeEnded()) {
-        const v = votes.get(id);
-        if (v) emit(v.flush());
-        votes.delete(id);
-        ema.delete(id);
-      }
-      let main = -1;
-      faces.forEach((f, j) => (main < 0 || f.box[2] * f.box[3] > faces[main].box[2] * faces[main].box[3] ? (main = j) : 0));
-      queue.push({ index: frame.index, time: frame.time, image: writer ? frame.image : null, faces, ids, main });
-      const pendingFaces = queue.reduce((a, f) => a + f.faces.length, 0);
-      if (pendingFaces >= batchFaces || queue.length >= 32) await flush();
+      if (classify) processed++;
+      const detections = classify ? detector.detect(frame.image).catch((error: unknown) => ({ error })) : null;
+      ahead.push({ frame, detections });
+      if (ahead.length >= detectAhead) await handleOldest();
     }
+    while (ahead.length > 0) await handleOldest();
     await flush();
     for (const v of votes.values()) emit(v.flush());
     votes.clear();

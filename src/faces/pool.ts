@@ -1,0 +1,182 @@
+/**
+ * A pool of worker threads, each holding one {@link FaceDetector}: tfjs-backend-wasm runs a single
+ * thread in Node, so parallel detection needs one detector per thread. The pool stays up between
+ * calls (the models load once, about 0.3 s per worker) and does not keep the process alive while
+ * it is idle. Photos are decoded inside the workers; video frames are sent as RGB pixels.
+ */
+import { fileURLToPath } from "node:url";
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import { FaceDetector, type DetectedFace, type FaceDetectorOptions, type RgbImage } from "./detector.js";
+import { decodeSafely, detectDecoded, type Detects, type FileResult, type PhotoOptions } from "./photos.js";
+
+const WORKER_KIND = "ferkit-detector-pool";
+
+type ToWorker = { type: "file"; id: number; file: string; options: PhotoOptions } | { type: "image"; id: number; image: RgbImage };
+type FromWorker =
+  | { type: "fatal"; message: string }
+  | { type: "file"; id: number; result: FileResult }
+  | { type: "image"; id: number; faces?: DetectedFace[]; error?: string };
+
+interface Slot {
+  worker: Worker;
+  inflight: Map<number, { resolve: (value: never) => void; reject: (err: Error) => void }>;
+}
+
+/**
+ * Detection on `size` worker threads. Jobs go to the worker with the fewest jobs in flight; each
+ * worker runs its detections one at a time and decodes the next photo meanwhile.
+ *
+ * A worker that cannot start (missing model files) or dies breaks the pool: every pending and
+ * later call rejects with that error. Call {@link DetectorPool.close} to stop the threads.
+ */
+export class DetectorPool implements Detects {
+  private readonly slots: Slot[] = [];
+  private nextId = 0;
+  private broken: Error | null = null;
+  private closed = false;
+
+  /**
+   * Starts the workers (they load their models in the background).
+   * @param size worker threads, an integer >= 1
+   * @param detector options of each worker's detector
+   * @throws RangeError when `size` is not an integer >= 1
+   */
+  constructor(
+    readonly size: number,
+    readonly detector: FaceDetectorOptions = {},
+  ) {
+    if (!(Number.isInteger(size) && size >= 1)) throw new RangeError(`DetectorPool: size must be an integer >= 1, got ${size}`);
+    for (let i = 0; i < size; i++) {
+      const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { kind: WORKER_KIND, detector } });
+      const slot: Slot = { worker, inflight: new Map() };
+      worker.unref();
+      worker.on("message", (m: FromWorker) => {
+        if (m.type === "fatal") return this.fail(new Error(`face detection worker failed to start: ${m.message}`));
+        const job = slot.inflight.get(m.id);
+        if (!job) return;
+        slot.inflight.delete(m.id);
+        if (slot.inflight.size === 0) worker.unref();
+        if (m.type === "file") job.resolve(m.result as never);
+        else if (m.error !== undefined) job.reject(new Error(m.error));
+        else job.resolve(m.faces as never);
+      });
+      worker.on("error", (err) => this.fail(err));
+      worker.on("exit", (code) => {
+        if (!this.closed) this.fail(new Error(`face detection worker exited with code ${code}`));
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  /**
+   * Detects the faces in one image on a worker (the pixels are copied; `image` stays usable).
+   * @returns as {@link FaceDetector.detect}: the faces, largest first
+   * @throws Error when detection fails on this image, or the pool is broken or closed
+   */
+  detect(image: RgbImage): Promise<DetectedFace[]> {
+    return this.dispatch({ type: "image", image: { data: image.data, width: image.width, height: image.height } });
+  }
+
+  /**
+   * Decodes, detects and aligns one photo file on a worker.
+   * @returns the file's result; an unreadable file or a photo without a face is a result, not an error
+   * @throws Error only when the pool is broken or closed
+   */
+  detectFile(file: string, options: PhotoOptions): Promise<FileResult> {
+    return this.dispatch({ type: "file", file, options });
+  }
+
+  /** Stops the workers; pending calls reject. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.rejectAll(new Error("DetectorPool: closed"));
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  private dispatch<T>(job: Omit<Extract<ToWorker, { type: "file" }>, "id"> | Omit<Extract<ToWorker, { type: "image" }>, "id">): Promise<T> {
+    if (this.closed) return Promise.reject(new Error("DetectorPool: used after close()"));
+    if (this.broken) return Promise.reject(this.broken);
+    const slot = this.slots.reduce((a, b) => (b.inflight.size < a.inflight.size ? b : a));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      slot.inflight.set(id, { resolve: resolve as (value: never) => void, reject });
+      slot.worker.ref(); // pending work keeps the process alive
+      slot.worker.postMessage({ ...job, id } as ToWorker);
+    });
+  }
+
+  private fail(err: Error): void {
+    if (this.broken || this.closed) return;
+    this.broken = err;
+    this.rejectAll(err);
+    for (const s of this.slots) void s.worker.terminate();
+    for (const [key, pool] of shared) if (pool === this) shared.delete(key);
+  }
+
+  private rejectAll(err: Error): void {
+    for (const s of this.slots) {
+      for (const job of s.inflight.values()) job.reject(err);
+      s.inflight.clear();
+      s.worker.unref();
+    }
+  }
+}
+
+const shared = new Map<string, DetectorPool>();
+
+/**
+ * A pool kept for the life of the process (one per distinct size and detector options), so
+ * repeated calls do not pay the workers' start-up again. It does not keep the process alive.
+ * @throws RangeError when `size` is not an integer >= 1
+ */
+export function sharedDetectorPool(size: number, detector: FaceDetectorOptions = {}): DetectorPool {
+  const key = JSON.stringify([size, detector]);
+  let pool = shared.get(key);
+  if (!pool) {
+    pool = new DetectorPool(size, detector);
+    shared.set(key, pool);
+  }
+  return pool;
+}
+
+/** Closes every pool made by {@link sharedDetectorPool}. */
+export async function closeSharedDetectorPools(): Promise<void> {
+  const pools = [...shared.values()];
+  shared.clear();
+  await Promise.all(pools.map((p) => p.close()));
+}
+
+/** Worker side: one detector; photo jobs decode while the previous detection runs. */
+async function workerMain(options: FaceDetectorOptions): Promise<void> {
+  const port = parentPort;
+  if (!port) return;
+  const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+  const ready = FaceDetector.create(options);
+  ready.catch((err: Error) => post({ type: "fatal", message: err.message }));
+  port.on("message", (m: ToWorker) => {
+    if (m.type === "file") {
+      const decoded = decodeSafely(m.file, m.options);
+      void ready
+        .then(async (detector) => detectDecoded(m.file, await decoded, detector, m.options))
+        .then(
+          (result) => {
+            const transfer = result.status === "ok" ? result.faces.map((f) => f.pixels.buffer as ArrayBuffer) : [];
+            post({ type: "file", id: m.id, result }, transfer);
+          },
+          () => undefined,
+        ); // only a failed start gets here, reported as fatal above
+    } else {
+      void ready
+        .then((detector) => detector.detect(m.image))
+        .then(
+          (faces) => post({ type: "image", id: m.id, faces }),
+          (err: Error) => post({ type: "image", id: m.id, error: err.message }),
+        );
+    }
+  });
+}
+
+if (!isMainThread && (workerData as { kind?: string } | null)?.kind === WORKER_KIND) {
+  void workerMain((workerData as { detector: FaceDetectorOptions }).detector);
+}
