@@ -5,6 +5,7 @@ import path from "node:path";
 import { Command, Option } from "commander";
 import { ConfigError } from "../train/config.js";
 import { stringify } from "csv-stringify/sync";
+import { PREDICT_LANDMARKS } from "../predict/images.js";
 import { positiveInt, positiveNumber } from "./options.js";
 
 interface PredictFlags {
@@ -19,7 +20,7 @@ interface PredictFlags {
   voteStride: number;
   ema: number;
   maxSide: number;
-  landmarks: "mesh" | "blazeface";
+  landmarks: "blazeface" | "mesh";
 }
 
 const out = (s: string): void => {
@@ -55,9 +56,12 @@ export function predictCommand(): Command {
       0.3,
     )
     .addOption(
-      new Option("--landmarks <source>", "eye points for alignment: FaceMesh's (more precise) or BlazeFace's own (faster)")
-        .choices(["mesh", "blazeface"])
-        .default("mesh"),
+      new Option(
+        "--landmarks <source>",
+        "eye points for alignment: BlazeFace's own (1.35x faster) or FaceMesh's (more precise; +0.6 points of accuracy on FER2013 PrivateTest photos)",
+      )
+        .choices(["blazeface", "mesh"])
+        .default(PREDICT_LANDMARKS),
     )
     .option("--max-side <px>", "videos: frames larger than this are scaled down for detection", positiveInt("--max-side"), 1024)
     .action(async (inputs: string[], o: PredictFlags) => {
