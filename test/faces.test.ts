@@ -19,6 +19,7 @@ import {
   eyeAngle,
   invertAffine,
   parsePnm,
+  sharedDetectorPool,
   warpAffine,
   type FileResult,
   type RgbImage,
@@ -264,10 +265,25 @@ describe("faces on real photos", { skip: haveData ? false : `data not found unde
           [1, 1, 1, "unreadable_image"],
         );
       }
+      // Errors come back as rejections, never as a call that waits forever.
+      await assert.rejects(pool.detectFile(LFW[0], { size: 4, channels: 1 }), RangeError);
+      const degenerate = { leftEye: [0.5, 0.4], rightEye: [0.5, 0.4] } as const;
+      await assert.rejects(detectAndAlign([LFW[0]], { size: 48, channels: 1, template: degenerate, pool }), (err: Error) =>
+        err.message.includes(LFW[0]),
+      );
+      const notCloneable = { size: 48, channels: 1, onProgress: () => undefined } as unknown as Parameters<DetectorPool["detectFile"]>[1];
+      await assert.rejects(pool.detectFile(LFW[0], notCloneable), /could not be cloned/);
+      assert.equal(ok((await detectAndAlign([LFW[1]], { size: 48, channels: 1, pool })).results[0]).faces.length, 1, "still usable");
     } finally {
       await pool.close();
     }
     await assert.rejects(pool.detect({ data: new Uint8Array(3), width: 1, height: 1 }), /after close/);
+    const shared = sharedDetectorPool(1, { minScore: 0.5, landmarks: "blazeface" });
+    assert.equal(sharedDetectorPool(1, { landmarks: "blazeface", minScore: 0.5 }), shared, "one shared pool per options, in any key order");
+    await shared.close();
+    const fresh = sharedDetectorPool(1, { minScore: 0.5, landmarks: "blazeface" });
+    assert.notEqual(fresh, shared, "a closed shared pool is replaced");
+    await fresh.close();
   });
 
   test("a pool whose workers cannot load the models rejects every call, naming the file, and does not hang", async () => {

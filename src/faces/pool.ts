@@ -7,14 +7,14 @@
 import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { FaceDetector, type DetectedFace, type FaceDetectorOptions, type RgbImage } from "./detector.js";
-import { decodeSafely, detectDecoded, type Detects, type FileResult, type PhotoOptions } from "./photos.js";
+import { checkAlignOptions, decodeSafely, detectDecoded, type Detects, type FileResult, type PhotoOptions } from "./photos.js";
 
 const WORKER_KIND = "ferkit-detector-pool";
 
 type ToWorker = { type: "file"; id: number; file: string; options: PhotoOptions } | { type: "image"; id: number; image: RgbImage };
 type FromWorker =
   | { type: "fatal"; message: string }
-  | { type: "file"; id: number; result: FileResult }
+  | { type: "file"; id: number; result?: FileResult; error?: string }
   | { type: "image"; id: number; faces?: DetectedFace[]; error?: string };
 
 interface Slot {
@@ -24,7 +24,8 @@ interface Slot {
 
 /**
  * Detection on `size` worker threads. Jobs go to the worker with the fewest jobs in flight; each
- * worker runs its detections one at a time and decodes the next photo meanwhile.
+ * worker runs its detections one at a time. A photo job starts decoding as soon as its worker
+ * receives it, so callers bound the jobs in flight (`detectAndAlign` keeps 3 per worker).
  *
  * A worker that cannot start (missing model files) or dies breaks the pool: every pending and
  * later call rejects with that error. Call {@link DetectorPool.close} to stop the threads.
@@ -56,9 +57,8 @@ export class DetectorPool implements Detects {
         if (!job) return;
         slot.inflight.delete(m.id);
         if (slot.inflight.size === 0) worker.unref();
-        if (m.type === "file") job.resolve(m.result as never);
-        else if (m.error !== undefined) job.reject(new Error(m.error));
-        else job.resolve(m.faces as never);
+        if (m.error !== undefined) job.reject(new Error(m.error));
+        else job.resolve((m.type === "file" ? m.result : m.faces) as never);
       });
       worker.on("error", (err) => this.fail(err));
       worker.on("exit", (code) => {
@@ -74,7 +74,10 @@ export class DetectorPool implements Detects {
    * @throws Error when detection fails on this image, or the pool is broken or closed
    */
   detect(image: RgbImage): Promise<DetectedFace[]> {
-    return this.dispatch({ type: "image", image: { data: image.data, width: image.width, height: image.height } });
+    // Posting a view clones its whole backing buffer: send a view of exactly the image's bytes.
+    const { data } = image;
+    const exact = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+    return this.dispatch({ type: "image", image: { data: exact, width: image.width, height: image.height } });
   }
 
   /**
@@ -83,6 +86,11 @@ export class DetectorPool implements Detects {
    * @throws Error only when the pool is broken or closed
    */
   detectFile(file: string, options: PhotoOptions): Promise<FileResult> {
+    try {
+      checkAlignOptions(options);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.dispatch({ type: "file", file, options });
   }
 
@@ -90,6 +98,7 @@ export class DetectorPool implements Detects {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    forgetShared(this);
     this.rejectAll(new Error("DetectorPool: closed"));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
@@ -100,9 +109,14 @@ export class DetectorPool implements Detects {
     const slot = this.slots.reduce((a, b) => (b.inflight.size < a.inflight.size ? b : a));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
+      try {
+        slot.worker.postMessage({ ...job, id } as ToWorker);
+      } catch (err) {
+        reject(err as Error); // e.g. options that cannot be cloned (a function)
+        return;
+      }
       slot.inflight.set(id, { resolve: resolve as (value: never) => void, reject });
       slot.worker.ref(); // pending work keeps the process alive
-      slot.worker.postMessage({ ...job, id } as ToWorker);
     });
   }
 
@@ -111,7 +125,7 @@ export class DetectorPool implements Detects {
     this.broken = err;
     this.rejectAll(err);
     for (const s of this.slots) void s.worker.terminate();
-    for (const [key, pool] of shared) if (pool === this) shared.delete(key);
+    forgetShared(this);
   }
 
   private rejectAll(err: Error): void {
@@ -125,13 +139,17 @@ export class DetectorPool implements Detects {
 
 const shared = new Map<string, DetectorPool>();
 
+function forgetShared(pool: DetectorPool): void {
+  for (const [key, p] of shared) if (p === pool) shared.delete(key);
+}
+
 /**
  * A pool kept for the life of the process (one per distinct size and detector options), so
  * repeated calls do not pay the workers' start-up again. It does not keep the process alive.
  * @throws RangeError when `size` is not an integer >= 1
  */
 export function sharedDetectorPool(size: number, detector: FaceDetectorOptions = {}): DetectorPool {
-  const key = JSON.stringify([size, detector]);
+  const key = JSON.stringify([size, detector], Object.keys(detector).sort()); // key order does not matter
   let pool = shared.get(key);
   if (!pool) {
     pool = new DetectorPool(size, detector);
@@ -147,7 +165,7 @@ export async function closeSharedDetectorPools(): Promise<void> {
   await Promise.all(pools.map((p) => p.close()));
 }
 
-/** Worker side: one detector; photo jobs decode while the previous detection runs. */
+/** Worker side: one detector; photo jobs decode while earlier detections run. */
 async function workerMain(options: FaceDetectorOptions): Promise<void> {
   const port = parentPort;
   if (!port) return;
@@ -155,6 +173,7 @@ async function workerMain(options: FaceDetectorOptions): Promise<void> {
   const ready = FaceDetector.create(options);
   ready.catch((err: Error) => post({ type: "fatal", message: err.message }));
   port.on("message", (m: ToWorker) => {
+    // Every job gets an answer, an error included, so no caller waits forever.
     if (m.type === "file") {
       const decoded = decodeSafely(m.file, m.options);
       void ready
@@ -164,8 +183,8 @@ async function workerMain(options: FaceDetectorOptions): Promise<void> {
             const transfer = result.status === "ok" ? result.faces.map((f) => f.pixels.buffer as ArrayBuffer) : [];
             post({ type: "file", id: m.id, result }, transfer);
           },
-          () => undefined,
-        ); // only a failed start gets here, reported as fatal above
+          (err: Error) => post({ type: "file", id: m.id, error: `${m.file}: ${err.message}` }),
+        );
     } else {
       void ready
         .then((detector) => detector.detect(m.image))

@@ -114,8 +114,9 @@ export function decodedSize(info: VideoInfo, maxSide = 1024): { width: number; h
 }
 
 /**
- * Decodes a video to RGB frames, one at a time. Memory holds one frame plus the pipe's buffer,
- * whatever the video's length: ffmpeg waits while a frame is processed.
+ * Decodes a video to RGB frames, one at a time. Memory holds the frame being read plus the pipe's
+ * buffer, whatever the video's length (each frame is a new buffer, kept as long as the caller keeps
+ * it): ffmpeg waits until the caller asks for the next frame.
  * A truncated file yields the frames before the damage, then `onError` gets ffmpeg's message.
  * @throws VideoError when ffmpeg cannot be started
  */

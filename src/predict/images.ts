@@ -163,7 +163,7 @@ export async function predictImages(
   classifier: FaceClassifier,
   o: PredictImagesOptions = {},
 ): Promise<ImagePrediction[]> {
-  const workers = o.workers ?? (files.length >= 24 ? Math.min(2, availableParallelism()) : 0);
+  const workers = Math.min(o.workers ?? (files.length >= 24 ? Math.min(2, availableParallelism()) : 0), files.length);
   const detector: FaceDetectorOptions = { landmarks: PREDICT_LANDMARKS, ...o.detector };
   const detected = await detectAndAlign(files, {
     size: classifier.size,

@@ -45,8 +45,9 @@ export interface VideoOptions {
   /** Faces per model batch (default 64). */
   batchFaces?: number;
   /**
-   * Frames whose detection may run at once (default 4): with a {@link DetectorPool} of n workers,
-   * at least n keeps them all busy. Frames are still tracked and reported in order.
+   * Detections that may run at once (default 4): with a `DetectorPool` of n workers, at least n
+   * keeps them all busy. At most 8x this many frames wait for their turn; they are still tracked
+   * and reported in order.
    */
   detectAhead?: number;
   /** Called with each row, in frame order. */
@@ -222,12 +223,15 @@ export async function predictVideo(
     release(false);
   };
 
-  type Decoded = { index: number; time: number; image: { data: Uint8Array; width: number; height: number } };
+  type Decoded = { index: number; time: number; image: { data: Uint8Array; width: number; height: number } | null };
   // Detections started ahead of time; a failure is kept as a value and thrown when its frame's turn comes.
   const ahead: { frame: Decoded; detections: Promise<DetectedFace[] | { error: unknown }> | null }[] = [];
   const handle = async (frame: Decoded, detected: DetectedFace[] | { error: unknown } | null): Promise<void> => {
     if (detected !== null && !Array.isArray(detected)) throw detected.error;
-    const faces = detected ? alignFaces(frame.image, detected, { size: classifier.size, channels: classifier.channels, every: true }) : [];
+    const faces =
+      detected && frame.image
+        ? alignFaces(frame.image, detected, { size: classifier.size, channels: classifier.channels, every: true })
+        : [];
     const ids = detected
       ? tracker.update(
           frame.index,
@@ -246,9 +250,12 @@ export async function predictVideo(
     const pendingFaces = queue.reduce((a, f) => a + f.faces.length, 0);
     if (pendingFaces >= batchFaces || queue.length >= 32) await flush();
   };
+  let detecting = 0; // entries of `ahead` with a detection
   const handleOldest = async (): Promise<void> => {
     const next = ahead.shift();
-    if (next) await handle(next.frame, next.detections ? await next.detections : null);
+    if (!next) return;
+    if (next.detections) detecting--;
+    await handle(next.frame, next.detections ? await next.detections : null);
   };
 
   try {
@@ -258,8 +265,10 @@ export async function predictVideo(
       const classify = frame.index % every === 0;
       if (classify) processed++;
       const detections = classify ? detector.detect(frame.image).catch((error: unknown) => ({ error })) : null;
-      ahead.push({ frame, detections });
-      if (ahead.length >= detectAhead) await handleOldest();
+      // A frame that is neither detected nor drawn needs no pixels while it waits.
+      ahead.push({ frame: classify || writer ? frame : { ...frame, image: null }, detections });
+      if (detections) detecting++;
+      while (detecting >= detectAhead || ahead.length >= 8 * detectAhead) await handleOldest();
     }
     while (ahead.length > 0) await handleOldest();
     await flush();
