@@ -136,6 +136,7 @@ async function main(): Promise<void> {
   // The JSON line carries the last split's figures (PrivateTest).
   let ferkit!: ReturnType<typeof classificationReport>;
   let humanReport!: ReturnType<typeof classificationReport>;
+  let ferkitTta!: ReturnType<typeof classificationReport>;
   for (const name of splitNames) {
     const split = await prepareSplit(opened.dataset, name, {
       size: 48,
@@ -143,13 +144,18 @@ async function main(): Promise<void> {
       cacheDir: resolveCacheDir(".cache", PACKAGE_ROOT),
       progress: false,
     });
-    const f = argmaxRows(classifier.classifyPlanar(split.images), classes.length);
+    const f = argmaxRows(classifier.classifyPlanar(split.images, { tta: true }), classes.length);
+    const fNoFlip = argmaxRows(classifier.classifyPlanar(split.images), classes.length);
     const h = await humanClassify(split.images, split.n);
-    ferkit = classificationReport(split.labels, f, classes.length);
+    ferkitTta = classificationReport(split.labels, f, classes.length);
+    ferkit = classificationReport(split.labels, fNoFlip, classes.length);
     humanReport = classificationReport(split.labels, h, classes.length);
     const perClass = (r: typeof ferkit): string => classes.map((c, k) => `${c} ${(100 * r.perClass[k].f1).toFixed(1)}`).join(", ");
     console.log(`\nFER2013 ${name}, ${split.n} crops:`);
-    console.log(`  ferkit default model: accuracy ${pct(ferkit.accuracy)}, macro-F1 ${pct(ferkit.macroF1)} (F1 ${perClass(ferkit)})`);
+    console.log(
+      `  ferkit default model (flip averaging, predict's default): accuracy ${pct(ferkitTta.accuracy)}, macro-F1 ${pct(ferkitTta.macroF1)} (F1 ${perClass(ferkitTta)})`,
+    );
+    console.log(`  ferkit without flip (predict --no-tta): accuracy ${pct(ferkit.accuracy)}, macro-F1 ${pct(ferkit.macroF1)}`);
     console.log(
       `  Human emotion model:  accuracy ${pct(humanReport.accuracy)}, macro-F1 ${pct(humanReport.macroF1)} (F1 ${perClass(humanReport)})`,
     );
@@ -165,8 +171,10 @@ async function main(): Promise<void> {
 
   const accuracy = {
     split: splitNames.at(-1),
-    ferkit_accuracy: ferkit.accuracy,
-    ferkit_macro_f1: ferkit.macroF1,
+    ferkit_accuracy: ferkitTta.accuracy,
+    ferkit_macro_f1: ferkitTta.macroF1,
+    ferkit_no_tta_accuracy: ferkit.accuracy,
+    ferkit_no_tta_macro_f1: ferkit.macroF1,
     human_accuracy: humanReport.accuracy,
     human_macro_f1: humanReport.macroF1,
   };
@@ -221,7 +229,7 @@ async function main(): Promise<void> {
     const sources = ["blazeface", "mesh"] as const;
     const runFerkit = async (landmarks: (typeof sources)[number]): Promise<{ faces: number; seconds: number }> => {
       const t = performance.now();
-      const r = await predictImages(frames, classifier, { detector: { landmarks } });
+      const r = await predictImages(frames, classifier, { tta: true, detector: { landmarks } });
       return { faces: r.reduce((a, x) => a + x.faces.length, 0), seconds: (performance.now() - t) / 1000 };
     };
     const runHuman = async (): Promise<{ faces: number; seconds: number }> => {

@@ -40,7 +40,10 @@ export function predictCommand(): Command {
       "write each photo (or an MP4 per video) with boxes and labels drawn into this folder (a photo without a face is copied as it is)",
     )
     .option("--abaw <dir>", "write an ABAW expression submission file per video into this folder")
-    .option("--tta", "average with the horizontal flip", false)
+    .option(
+      "--no-tta",
+      "do not average each face's probabilities with its horizontal flip's (averaging is the default, as the shipped model was evaluated)",
+    )
     .option("--every <n>", "videos: classify every n-th frame", positiveInt("--every"), 1)
     .option(
       "--vote-window <n>",
