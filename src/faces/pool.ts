@@ -83,7 +83,8 @@ export class DetectorPool implements Detects {
   /**
    * Decodes, detects and aligns one photo file on a worker.
    * @returns the file's result; an unreadable file or a photo without a face is a result, not an error
-   * @throws Error only when the pool is broken or closed
+   * @throws RangeError on a bad crop size or channel count; Error naming the file when aligning its
+   *   faces fails (e.g. a degenerate template), or when the pool is broken or closed
    */
   detectFile(file: string, options: PhotoOptions): Promise<FileResult> {
     try {
