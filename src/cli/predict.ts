@@ -61,7 +61,7 @@ export function predictCommand(): Command {
     .addOption(
       new Option(
         "--landmarks <source>",
-        "eye points for alignment: BlazeFace's own (1.35x faster) or FaceMesh's (more precise; +0.6 points of accuracy on FER2013 PrivateTest photos)",
+        "eye points for alignment: BlazeFace's own (1.3x faster) or FaceMesh's (more precise; +0.6 points of accuracy on FER2013 PrivateTest photos)",
       )
         .choices(["blazeface", "mesh"])
         .default(PREDICT_LANDMARKS),
