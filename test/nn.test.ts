@@ -431,11 +431,15 @@ describe("memory format", () => {
       b.dispose();
     }));
 
-  test("contiguous('channels_last') needs a 4-D tensor; setData_ needs the same shape and dtype", () =>
+  test("contiguous('channels_last') needs a 4-D tensor; setData_ needs the same shape and dtype, and no inference-mode data", () =>
     torch.tidy(() => {
       assert.throws(() => torch.zeros([2, 3]).contiguous("channels_last"), /rank 4|4D|dimension/i);
       assert.throws(() => torch.zeros([2, 3]).contiguous("nhwc" as torch.MemoryFormat), TypeError);
       assert.throws(() => torch.zeros([2, 3]).setData_(torch.zeros([3, 2])), /setData_: the new data must have the shape/);
       assert.throws(() => torch.zeros([2, 3]).setData_(torch.zeros([2, 3], "int64")), /setData_/);
+      const param = torch.zeros([2, 3]).requiresGrad_();
+      const made = torch.inferenceMode(() => torch.ones([2, 3]));
+      assert.throws(() => param.setData_(made), /inference mode/);
+      assert.deepEqual(param.toNumbers(), [0, 0, 0, 0, 0, 0]);
     }));
 });

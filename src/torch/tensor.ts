@@ -553,9 +553,13 @@ export class Tensor implements Tracked {
    * Makes this tensor use `src`'s memory (PyTorch's `t.data = src`): same identity, so
    * an optimizer or module holding it sees the change; used to change a parameter's
    * memory format. Not recorded by autograd.
-   * @throws Error when `src` has another shape or dtype.
+   * @throws Error when `src` has another shape or dtype, or when `src` was made under
+   *   inference mode and this tensor was not (its memory could never again join a graph).
    */
   setData_(src: Tensor): this {
+    if (src.isInference && !this.isInference) {
+      throw new Error("setData_: the new data was made under inference mode; make it outside inferenceMode()");
+    }
     native.setData_(this.handle, src.handle);
     return this;
   }
