@@ -2,11 +2,21 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parse } from "csv-parse/sync";
-import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { readAbaw } from "../src/data/abaw.js";
 import { cachedImages } from "../src/data/cache.js";
@@ -249,14 +259,25 @@ describe("cache", () => {
     assert.deepEqual([...b.sourceIndex], [...a.sourceIndex]);
     await cachedImages({ cacheDir, name: "t", files: list, settings: { size: 48, v: 2 }, produce });
     assert.equal(produced, 2);
-    // A source file that changes (here: its mtime) changes the key.
+    // A source file touched but not changed (a copy, a fresh checkout) keeps the cache and
+    // records the new time; a file whose bytes change rebuilds it.
     const copy = path.join(work, "copy.png");
     copyFileSync(list[0], copy);
     const withCopy = [copy, ...list.slice(1)];
-    await cachedImages({ cacheDir, name: "u", files: withCopy, settings: {}, produce });
+    const first = await cachedImages({ cacheDir, name: "u", files: withCopy, settings: {}, produce });
     utimesSync(copy, new Date(), new Date(Date.now() + 5000));
-    const again = await cachedImages({ cacheDir, name: "u", files: withCopy, settings: {}, produce });
-    assert.equal(again.fromCache, false);
+    const touched = await cachedImages({ cacheDir, name: "u", files: withCopy, settings: {}, produce });
+    assert.equal(touched.fromCache, true);
+    const manifest = JSON.parse(readFileSync(path.join(touched.cachePath, "manifest.json"), "utf8")) as { stamps: number[][] };
+    assert.equal(manifest.stamps[0][1], statSync(copy).mtimeMs);
+    copyFileSync(list[1], copy);
+    const changed = await cachedImages({ cacheDir, name: "u", files: withCopy, settings: {}, produce });
+    assert.equal(changed.fromCache, false);
+    assert.notDeepEqual(changed.pixels.subarray(0, 48 * 48), first.pixels.subarray(0, 48 * 48));
+    // A missing file rebuilds too (and is skipped by the decoder).
+    rmSync(copy);
+    const missing = await cachedImages({ cacheDir, name: "u", files: withCopy, settings: {}, produce });
+    assert.equal(missing.fromCache, false);
     // Only the newest cache of a name is kept.
     assert.equal(readdirSync(cacheDir).filter((d) => d.startsWith("t-")).length, 1);
   });
