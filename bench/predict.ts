@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
   const splitNames = process.env.SPLITS === "all" ? ["Training", "PublicTest", "PrivateTest"] : ["PrivateTest"];
   // The JSON line carries the last split's figures (PrivateTest).
-  let ferkit!: ReturnType<typeof classificationReport>;
+  let ferkitNoFlip!: ReturnType<typeof classificationReport>;
   let humanReport!: ReturnType<typeof classificationReport>;
   let ferkitTta!: ReturnType<typeof classificationReport>;
   for (const name of splitNames) {
@@ -148,14 +148,14 @@ async function main(): Promise<void> {
     const fNoFlip = argmaxRows(classifier.classifyPlanar(split.images), classes.length);
     const h = await humanClassify(split.images, split.n);
     ferkitTta = classificationReport(split.labels, f, classes.length);
-    ferkit = classificationReport(split.labels, fNoFlip, classes.length);
+    ferkitNoFlip = classificationReport(split.labels, fNoFlip, classes.length);
     humanReport = classificationReport(split.labels, h, classes.length);
-    const perClass = (r: typeof ferkit): string => classes.map((c, k) => `${c} ${(100 * r.perClass[k].f1).toFixed(1)}`).join(", ");
+    const perClass = (r: typeof ferkitTta): string => classes.map((c, k) => `${c} ${(100 * r.perClass[k].f1).toFixed(1)}`).join(", ");
     console.log(`\nFER2013 ${name}, ${split.n} crops:`);
     console.log(
       `  ferkit default model (flip averaging, predict's default): accuracy ${pct(ferkitTta.accuracy)}, macro-F1 ${pct(ferkitTta.macroF1)} (F1 ${perClass(ferkitTta)})`,
     );
-    console.log(`  ferkit without flip (predict --no-tta): accuracy ${pct(ferkit.accuracy)}, macro-F1 ${pct(ferkit.macroF1)}`);
+    console.log(`  ferkit without flip (predict --no-tta): accuracy ${pct(ferkitNoFlip.accuracy)}, macro-F1 ${pct(ferkitNoFlip.macroF1)}`);
     console.log(
       `  Human emotion model:  accuracy ${pct(humanReport.accuracy)}, macro-F1 ${pct(humanReport.macroF1)} (F1 ${perClass(humanReport)})`,
     );
@@ -173,8 +173,8 @@ async function main(): Promise<void> {
     split: splitNames.at(-1),
     ferkit_accuracy: ferkitTta.accuracy,
     ferkit_macro_f1: ferkitTta.macroF1,
-    ferkit_no_tta_accuracy: ferkit.accuracy,
-    ferkit_no_tta_macro_f1: ferkit.macroF1,
+    ferkit_no_tta_accuracy: ferkitNoFlip.accuracy,
+    ferkit_no_tta_macro_f1: ferkitNoFlip.macroF1,
     human_accuracy: humanReport.accuracy,
     human_macro_f1: humanReport.macroF1,
   };

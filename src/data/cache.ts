@@ -19,7 +19,6 @@ import {
   renameSync,
   rmSync,
   statSync,
-  writeFileSync,
   writeSync,
 } from "node:fs";
 import path from "node:path";
@@ -101,22 +100,22 @@ function sameStamps(a: readonly Stamp[], b: readonly Stamp[]): boolean {
   return a.length === b.length && a.every((s, i) => s[0] === b[i][0] && s[1] === b[i][1]);
 }
 
-/** The folder's manifest when its images were made from `files` as they are now, else null. */
-function validManifest(dir: string, key: string, files: readonly string[]): Manifest | null {
+/**
+ * The folder's manifest when its images were made from the source files as they are now
+ * (`stamps` from {@link sourceStamps}; `digest` computes {@link contentDigest} only when
+ * the stamps differ), else null.
+ */
+function validManifest(dir: string, key: string, stamps: Stamp[], digest: () => string): Manifest | null {
   const m = readManifest(dir, key);
   if (m === null) return null;
-  const stamps = sourceStamps(files);
   if (sameStamps(stamps, m.stamps)) return m;
-  if (contentDigest(files) !== m.content) return null;
+  if (digest() !== m.content) return null;
   // Same bytes under new times (a copy, a fresh checkout): record the new times so the next
   // read takes the fast path. A read-only cache folder keeps working, only slower.
   const updated = { ...m, stamps };
-  const tmp = path.join(dir, `manifest.json.tmp-${process.pid}`);
   try {
-    writeSynced(tmp, JSON.stringify(updated));
-    renameSync(tmp, path.join(dir, "manifest.json"));
+    replaceFile(path.join(dir, "manifest.json"), JSON.stringify(updated));
   } catch {
-    rmSync(tmp, { force: true });
     // kept as it was
   }
   return updated;
@@ -205,19 +204,21 @@ export interface CacheOptions {
 export async function cachedImages(o: CacheOptions): Promise<ImageSet & { fromCache: boolean; cachePath: string }> {
   const key = cacheKey(o.files, o.settings);
   const dir = path.join(o.cacheDir, `${o.name}-${key.slice(0, 16)}`);
-  const found = existsSync(dir) ? validManifest(dir, key, o.files) : null;
+  const stamps = sourceStamps(o.files);
+  let content: string | undefined;
+  const digest = (): string => (content ??= contentDigest(o.files));
+  const found = existsSync(dir) ? validManifest(dir, key, stamps, digest) : null;
   if (found !== null) return { ...loadImages(dir, found), fromCache: true, cachePath: dir };
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
 
-  // Stamped before the images are made: a file that changes during the build fails the next check.
-  const stamps = sourceStamps(o.files);
-  const content = contentDigest(o.files);
+  // Stamped and hashed before the images are made: a file that changes during the build fails the next check.
+  const head = { key, stamps, content: digest(), name: o.name, settings: o.settings };
   const images = await o.produce(o.files);
   mkdirSync(o.cacheDir, { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(tmp);
   try {
-    writeImages(tmp, images, { key, stamps, content, name: o.name, settings: o.settings });
+    writeImages(tmp, images, head);
     renameSync(tmp, dir);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
@@ -231,9 +232,18 @@ export async function cachedImages(o: CacheOptions): Promise<ImageSet & { fromCa
   return { ...images, fromCache: false, cachePath: dir };
 }
 
-/** Writes a small JSON file atomically (temporary file, fsync, rename). */
-export function writeJsonAtomic(file: string, value: unknown): void {
+/**
+ * Replaces `file` with `data` atomically: written to a temporary file beside it, synced to
+ * disk, then renamed over it, so a reader sees the old or the new file, never a part.
+ * @throws Error when the folder is not writable (the temporary file is removed)
+ */
+function replaceFile(file: string, data: string): void {
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n");
-  renameSync(tmp, file);
+  try {
+    writeSynced(tmp, data);
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
