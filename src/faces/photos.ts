@@ -3,9 +3,8 @@
  * detector, rotate each face so the eyes are level and crop it with FER2013's framing. Used in
  * the calling thread and inside the detection workers ({@link DetectorPool}).
  */
-import { readFile } from "node:fs/promises";
-import sharp from "sharp";
-import { parsePnm as parsePnmPixels } from "../data/pnm.js";
+import { ImageError, checkImageSize, isPnm, openImageBuffer, readImageBytes, type ImageSkipReason } from "../data/image.js";
+import { parsePnm as parsePnmPixels, readPnmHeader } from "../data/pnm.js";
 import { FER2013_TEMPLATE, alignmentTransform, eyeAngle, warpAffine, type AlignTemplate } from "./align.js";
 import type { DetectedFace, RgbImage } from "./detector.js";
 
@@ -84,13 +83,16 @@ export type FileResult =
       file: string;
       status: "skipped";
       reason: SkipReason;
+      /**
+       * With `unreadable_image`: why the file gave no image (`missing_file`, `empty_file`,
+       * `image_too_large`, `image_too_small`, ... or `unreadable_image` itself).
+       */
+      decodeReason?: ImageSkipReason;
       message?: string;
       /** The photo's own size, when it was decoded (reason `no_face` or `detect_failed`). */
       photoWidth?: number;
       photoHeight?: number;
     };
-
-const PNM_MAGIC = /^P[2356]$/;
 
 /**
  * Reads a PGM/PPM (see src/data/pnm.ts) as RGB pixels, gray replicated into three channels.
@@ -105,43 +107,37 @@ export function parsePnm(buf: Uint8Array): RgbImage {
 }
 
 /**
- * Decodes an image file to 8-bit RGB: JPEG, PNG, WebP, TIFF, GIF, AVIF (through sharp, with the
- * EXIF orientation applied) and PGM/PPM ({@link parsePnm}). The longer side is shrunk to `maxSide`
- * or upscaled (bicubic, integer factor) to at least `minSide`.
- * @throws Error naming the file when it cannot be read or decoded
+ * Decodes an image file to 8-bit RGB: JPEG, PNG, WebP, TIFF, GIF (first frame), AVIF (through
+ * sharp, with the EXIF orientation applied), BMP and PGM/PPM (see src/data/image.ts). 16-bit and
+ * CMYK images are converted to 8-bit sRGB, alpha is dropped. The longer side is shrunk to
+ * `maxSide` or upscaled (bicubic, integer factor) to at least `minSide`.
+ * @throws ImageError naming the file, with the reason (`missing_file`, `not_a_file`, `empty_file`,
+ *   `unreadable_image`, `image_too_large` above 100 megapixels, `image_too_small` below 8 pixels a side:
+ *   MAX_INPUT_PIXELS and MIN_IMAGE_SIDE there)
  */
 export async function decodeImage(file: string, options: { maxSide?: number; minSide?: number } = {}): Promise<DecodedImage> {
   const maxSide = options.maxSide ?? 1024;
   const minSide = options.minSide ?? 192;
   try {
-    const buf = await readFile(file);
-    let img: sharp.Sharp;
-    let longer: number;
-    let photo: { photoWidth: number; photoHeight: number };
-    if (buf.length >= 2 && buf[0] === 0x50 && PNM_MAGIC.test(buf.subarray(0, 2).toString("latin1"))) {
-      const pnm = parsePnm(buf);
-      longer = Math.max(pnm.width, pnm.height);
-      photo = { photoWidth: pnm.width, photoHeight: pnm.height };
-      if (longer <= maxSide && longer >= minSide) return { ...pnm, ...photo };
-      img = sharp(pnm.data, { raw: { width: pnm.width, height: pnm.height, channels: 3 } });
-    } else {
-      img = sharp(buf, { failOn: "error" });
-      const meta = await img.metadata();
-      longer = Math.max(meta.width ?? 0, meta.height ?? 0);
-      const turned = (meta.orientation ?? 1) >= 5; // EXIF orientations 5..8 swap width and height
-      photo = { photoWidth: (turned ? meta.height : meta.width) ?? 0, photoHeight: (turned ? meta.width : meta.height) ?? 0 };
-      img = img.rotate();
+    const buf = await readImageBytes(file);
+    if (isPnm(buf)) {
+      const { width, height } = readPnmHeader(buf);
+      checkImageSize(file, width, height);
+      const longer = Math.max(width, height);
+      if (longer <= maxSide && longer >= minSide) return { ...parsePnm(buf), photoWidth: width, photoHeight: height };
     }
+    const opened = await openImageBuffer(buf, file, "error");
+    const turned = opened.orientation >= 5; // EXIF orientations 5..8 swap width and height
+    const [w, h] = turned ? [opened.height, opened.width] : [opened.width, opened.height];
+    const longer = Math.max(w, h);
+    let img = opened.orientation === 1 ? opened.image : opened.image.rotate();
     if (longer > maxSide) img = img.resize({ width: maxSide, height: maxSide, fit: "inside" });
-    else if (longer > 0 && longer < minSide) {
+    else if (longer < minSide) {
       const k = Math.ceil(minSide / longer);
-      const meta = await img.metadata();
-      const [w, h] = (meta.orientation ?? 1) >= 5 ? [meta.height ?? 0, meta.width ?? 0] : [meta.width ?? 0, meta.height ?? 0];
       img = img.resize(w * k, h * k, { kernel: "cubic", fit: "fill" });
     }
-    const { data, info } = await img.removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
-    // No size in the header: nothing was resized (longer was 0), so the decoded size is the photo's.
-    if (!photo.photoWidth || !photo.photoHeight) photo = { photoWidth: info.width, photoHeight: info.height };
+    const { data, info } = await img.removeAlpha().toColourspace("srgb").raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
+    const photo = { photoWidth: w, photoHeight: h };
     const px = info.width * info.height;
     if (info.channels === 3)
       return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, ...photo };
@@ -149,7 +145,8 @@ export async function decodeImage(file: string, options: { maxSide?: number; min
     for (let i = 0; i < px; i++) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = data[i * info.channels];
     return { data: rgb, width: info.width, height: info.height, ...photo };
   } catch (err) {
-    throw new Error(`cannot decode image ${file}: ${(err as Error).message}`, { cause: err });
+    if (err instanceof ImageError) throw err;
+    throw new ImageError("unreadable_image", file, (err as Error).message, { cause: err });
   }
 }
 
@@ -203,7 +200,10 @@ export async function detectDecoded(
   options: AlignOptions,
 ): Promise<FileResult> {
   const { image, error } = decoded;
-  if (!image) return { file, status: "skipped", reason: "unreadable_image", message: error?.message };
+  if (!image) {
+    const decodeReason = error instanceof ImageError ? error.reason : "unreadable_image";
+    return { file, status: "skipped", reason: "unreadable_image", decodeReason, message: error?.message };
+  }
   const photo = { photoWidth: image.photoWidth, photoHeight: image.photoHeight };
   let faces: DetectedFace[];
   try {
