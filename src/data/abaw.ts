@@ -21,34 +21,52 @@ export interface AbawOptions {
   warn?: (message: string) => void;
 }
 
-function listTxt(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((n) => n.endsWith(".txt"))
-    .sort();
+/** The names in `dir`, or null when it cannot be listed (vanished, not a folder, no permission). */
+function tryList(dir: string): string[] | null {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return null;
+  }
 }
 
 /**
  * Reads ABAW expression annotations. Frames labelled -1 and frames without an image (no
  * face was found there) are skipped and counted; a file with a wrong header, a line
  * that is not an integer in -1..7, or fewer lines than the video has frames is skipped
- * whole, with a counted warning naming it.
+ * whole, with a counted warning naming it (`bad_header`, `malformed_line`,
+ * `annotation_shorter_than_video`), and so is one that cannot be read (`unreadable_file`) or
+ * whose frames folder is missing or unreadable (`missing_video_frames`). A byte-order mark and
+ * CRLF line ends are fine. Frame images are not opened here: a bad one is skipped when decoded.
  * @throws DataError when the folders are missing or nothing usable remains
  */
 export function readAbaw(o: AbawOptions): LabeledDataset {
   if (!existsSync(o.annotations)) throw new DataError(`ABAW: annotation folder ${o.annotations} does not exist`);
   if (!existsSync(o.frames)) throw new DataError(`ABAW: frames folder ${o.frames} does not exist`);
   const skipped = new SkipLog(o.warn);
-  const splitDirs = readdirSync(o.annotations)
-    .sort()
-    .filter((n) => statSync(path.join(o.annotations, n)).isDirectory());
+  const top = tryList(o.annotations);
+  if (top === null) throw new DataError(`ABAW: cannot read the annotation folder ${o.annotations}`);
+  const splitDirs = top.sort().filter((n) => statSync(path.join(o.annotations, n), { throwIfNoEntry: false })?.isDirectory() === true);
   const sources: [string, string][] =
     splitDirs.length > 0 ? splitDirs.map((s) => [s, path.join(o.annotations, s)]) : [["all", o.annotations]];
   const samples: LabeledSample[] = [];
   for (const [split, dir] of sources) {
-    for (const name of listTxt(dir)) {
+    const names = tryList(dir);
+    if (names === null) {
+      skipped.add("unreadable_folder", dir);
+      continue;
+    }
+    for (const name of names.filter((n) => n.endsWith(".txt")).sort()) {
       const file = path.join(dir, name);
       const video = name.slice(0, -4);
-      const lines = readFileSync(file, "utf8").split(/\r?\n/);
+      let text: string;
+      try {
+        text = readFileSync(file, "utf8");
+      } catch (err) {
+        skipped.add("unreadable_file", file, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+        continue;
+      }
+      const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
       while (lines.length > 0 && lines[lines.length - 1].trim() === "") lines.pop();
       if (lines[0]?.trim() !== HEADER) {
         skipped.add("bad_header", file, `expected '${HEADER}'`);
@@ -61,16 +79,14 @@ export function readAbaw(o: AbawOptions): LabeledDataset {
         continue;
       }
       const videoDir = path.join(o.frames, video);
-      if (!existsSync(videoDir)) {
+      const frameFiles = tryList(videoDir);
+      if (frameFiles === null) {
         skipped.add("missing_video_frames", file, videoDir);
         continue;
       }
-      const frameNumbers = new Set(
-        readdirSync(videoDir)
-          .filter((f) => /^\d+\.jpg$/.test(f))
-          .map((f) => Number(f.slice(0, -4))),
-      );
-      const lastFrame = Math.max(0, ...frameNumbers);
+      const frameNumbers = new Set(frameFiles.filter((f) => /^\d+\.jpg$/.test(f)).map((f) => Number(f.slice(0, -4))));
+      let lastFrame = 0;
+      for (const f of frameNumbers) if (f > lastFrame) lastFrame = f;
       if (lastFrame > labels.length) {
         skipped.add("annotation_shorter_than_video", file, `${labels.length} labels, frames up to ${lastFrame}`);
         continue;

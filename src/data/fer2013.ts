@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { parse } from "csv-parse/sync";
+import { csvRows, parseCsvRecords } from "./csv.js";
 import { DataError, SkipLog, type LabeledDataset, type LabeledSample } from "./dataset.js";
 import { FER2013, FERPLUS } from "./labels.js";
 
@@ -31,43 +31,60 @@ export interface Fer2013Skipped {
   noImage: number;
   /** Rows whose identical copies carry different labels (`fer2013_label_source = ambiguous`). */
   ambiguous: number;
+  /**
+   * Malformed rows: more or fewer fields than the header, a blank line, a usage that is not a
+   * FER2013 split, or a label outside 0..6 (0 in the distributed file).
+   */
+  malformed: number;
 }
 
 const SPLITS: readonly string[] = ["Training", "PublicTest", "PrivateTest"];
 const VOTE_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"];
 
-function readCsv(file: string, required: readonly string[]): Record<string, string>[] {
+/**
+ * The rows of a FER2013 CSV file as objects, with their line numbers. Rows with more or fewer
+ * fields than the header, and blank lines, are skipped and counted in `skipped`
+ * (`wrong_column_count`, `blank_line`); a byte-order mark, CRLF and quoted fields are fine.
+ * @throws DataError naming the file when it is unreadable, not CSV, or lacks a required column
+ */
+function readCsv(file: string, required: readonly string[], skipped: SkipLog): { row: Record<string, string>; line: number }[] {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
     throw new DataError(`FER2013: cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
-  const rows = parse(text, { columns: true, skip_empty_lines: true }) as Record<string, string>[];
-  const missing = required.filter((c) => rows.length > 0 && !(c in rows[0]));
-  if (rows.length === 0 || missing.length > 0) {
+  const records = parseCsvRecords(text, file, "FER2013", skipped);
+  const header = records[0]?.fields ?? [];
+  const missing = required.filter((c) => !header.includes(c));
+  if (records.length < 2 || missing.length > 0) {
     throw new DataError(`FER2013: ${file} is not a FER2013 labels file (missing column(s): ${missing.join(", ") || "all rows"})`);
   }
-  return rows;
+  return csvRows(records);
 }
 
 /**
  * Reads `labels.csv` under `root` (the `fer2013/` folder) and returns the labelled rows
  * of the requested splits, in file order, with FER2013's original labels. Rows without
- * an image or without an unambiguous label are skipped and counted.
- * @throws DataError naming the file when `labels.csv` is missing or lacks a required column
+ * an image or without an unambiguous label are skipped and counted, and so are malformed
+ * rows (see {@link Fer2013Skipped}; each named in a `warn` line, the first few of a kind).
+ * @throws DataError naming the file when `labels.csv` is missing, is not CSV, or lacks a required column
  */
 export function readFer2013(
   root: string,
   splits: readonly Fer2013Split[] = ["Training", "PublicTest", "PrivateTest"],
+  warn?: (message: string) => void,
 ): { records: Fer2013Record[]; skipped: Fer2013Skipped } {
   const file = path.join(root, "labels.csv");
-  const rows = readCsv(file, ["row_index", "usage", "image", "fer2013_emotion"]);
-  const skipped: Fer2013Skipped = { noImage: 0, ambiguous: 0 };
+  const log = new SkipLog(warn);
+  const rows = readCsv(file, ["row_index", "usage", "image", "fer2013_emotion"], log);
+  const skipped: Fer2013Skipped = { noImage: 0, ambiguous: 0, malformed: 0 };
   const records: Fer2013Record[] = [];
-  for (const r of rows) {
-    if (!SPLITS.includes(r.usage))
-      throw new DataError(`FER2013: ${file} row ${r.row_index} has usage '${r.usage}' (allowed: ${SPLITS.join(", ")})`);
+  for (const { row: r, line } of rows) {
+    if (!SPLITS.includes(r.usage)) {
+      log.add("invalid_split", `${file} line ${line}`, `usage '${r.usage}' (allowed: ${SPLITS.join(", ")})`);
+      continue;
+    }
     if (!splits.includes(r.usage as Fer2013Split)) continue;
     if (r.image === "") {
       skipped.noImage++;
@@ -77,13 +94,14 @@ export function readFer2013(
       skipped.ambiguous++;
       continue;
     }
-    records.push({
-      rowIndex: Number(r.row_index),
-      split: r.usage as Fer2013Split,
-      imagePath: path.join(root, r.image),
-      label: Number(r.fer2013_emotion),
-    });
+    const label = Number(r.fer2013_emotion);
+    if (!Number.isInteger(label) || label < 0 || label >= FER2013.classes.length) {
+      log.add("invalid_label", `${file} line ${line}`, `fer2013_emotion '${r.fer2013_emotion}' (allowed: 0..6)`);
+      continue;
+    }
+    records.push({ rowIndex: Number(r.row_index), split: r.usage as Fer2013Split, imagePath: path.join(root, r.image), label });
   }
+  skipped.malformed = log.total;
   return { records, skipped };
 }
 
@@ -118,8 +136,10 @@ export function ferplusMajority(votes: readonly number[]): number | "ferplus_no_
 }
 
 /** Training images whose duplicate group or cluster also holds a test-split image. */
-function leakedTrainingImages(root: string, mode: "exact" | "near", splitOfImage: Map<string, string>): Set<string> {
-  const rows = readCsv(path.join(root, "duplicate_groups.csv"), ["image", "exact_duplicate_group", "near_duplicate_cluster"]);
+function leakedTrainingImages(root: string, mode: "exact" | "near", splitOfImage: Map<string, string>, skipped: SkipLog): Set<string> {
+  const rows = readCsv(path.join(root, "duplicate_groups.csv"), ["image", "exact_duplicate_group", "near_duplicate_cluster"], skipped).map(
+    (r) => r.row,
+  );
   const keys = (r: Record<string, string>): string[] => {
     const k = r.exact_duplicate_group !== "" ? [`e${r.exact_duplicate_group}`] : [];
     if (mode === "near" && r.near_duplicate_cluster !== "") k.push(`n${r.near_duplicate_cluster}`);
@@ -135,29 +155,41 @@ function leakedTrainingImages(root: string, mode: "exact" | "near", splitOfImage
 /**
  * FER2013 as a {@link LabeledDataset} with the splits Training / PublicTest /
  * PrivateTest. The 103 ambiguous rows are excluded with the original labels; with
- * FER+ labels every row with an image and a clear majority is used.
+ * FER+ labels every row with an image and a clear majority is used. Malformed rows are
+ * skipped, counted and named by line: `wrong_column_count`, `blank_line`, `invalid_split`
+ * (a usage that is not one of the three), `invalid_label` (not 0..6), `invalid_votes` (FER+
+ * counts that are not non-negative integers). A byte-order mark, CRLF and quoted fields are
+ * read as usual. Image files are not opened here: one that is missing or bad is skipped when
+ * it is decoded (src/data/image.ts).
  * @throws DataError when the folder is not the FER2013 layout
  */
 export function readFer2013Dataset(root: string, o: Fer2013Options = {}): LabeledDataset {
   const labels = o.labels ?? "fer2013";
   const splits = o.splits ?? ["Training", "PublicTest", "PrivateTest"];
   const file = path.join(root, "labels.csv");
-  const rows = readCsv(file, ["row_index", "usage", "image", "fer2013_emotion", ...(labels === "ferplus" ? VOTE_COLUMNS : [])]);
   const skipped = new SkipLog(o.warn);
-  const splitOfImage = new Map(rows.filter((r) => r.image !== "").map((r) => [r.image, r.usage]));
-  const leaked = (o.dedup ?? "none") === "none" ? new Set<string>() : leakedTrainingImages(root, o.dedup as "exact" | "near", splitOfImage);
+  const rows = readCsv(file, ["row_index", "usage", "image", "fer2013_emotion", ...(labels === "ferplus" ? VOTE_COLUMNS : [])], skipped);
+  const splitOfImage = new Map(rows.filter(({ row: r }) => r.image !== "").map(({ row: r }) => [r.image, r.usage]));
+  const leaked =
+    (o.dedup ?? "none") === "none" ? new Set<string>() : leakedTrainingImages(root, o.dedup as "exact" | "near", splitOfImage, skipped);
   const samples: LabeledSample[] = [];
-  for (const r of rows) {
-    if (!SPLITS.includes(r.usage))
-      throw new DataError(`FER2013: ${file} row ${r.row_index} has usage '${r.usage}' (allowed: ${SPLITS.join(", ")})`);
-    if (!splits.includes(r.usage as Fer2013Split)) continue;
+  for (const { row: r, line } of rows) {
     const where = `${file} row ${r.row_index}`;
+    if (!SPLITS.includes(r.usage)) {
+      skipped.add("invalid_split", `${file} line ${line}`, `usage '${r.usage}' (allowed: ${SPLITS.join(", ")})`);
+      continue;
+    }
+    if (!splits.includes(r.usage as Fer2013Split)) continue;
     if (r.image === "") {
       skipped.add("no_image", where, "", true);
       continue;
     }
     let label: number;
     if (labels === "ferplus") {
+      if (!VOTE_COLUMNS.every((c) => /^\d+$/.test(r[c]))) {
+        skipped.add("invalid_votes", `${file} line ${line}`, `votes '${VOTE_COLUMNS.map((c) => r[c]).join(",")}'`);
+        continue;
+      }
       const m = ferplusMajority(VOTE_COLUMNS.map((c) => Number(r[c])));
       if (typeof m === "string") {
         skipped.add(m, where, "", true);
