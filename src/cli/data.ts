@@ -79,12 +79,16 @@ export function dataCommand(): Command {
           channels: Number(o.channels) as 1 | 3,
           cacheDir: resolveCacheDir(o.cache, PACKAGE_ROOT),
           progress: !o.json,
+          warn,
         };
         const t0 = performance.now();
         const out: Record<string, unknown> = {};
         if (opened.kind === "pool") {
           const p = await preparePool(opened.pool, { ...common, align: o.align });
-          Object.assign(out, { images: p.n, skipped: { ...opened.pool.skipped.counts, ...p.skipped }, from_cache: p.fromCache });
+          // Summed, not merged: the reader and the decoder can skip different files for one reason.
+          const skipped: Record<string, number> = { ...opened.pool.skipped.counts };
+          for (const [k, v] of Object.entries(p.skipped)) skipped[k] = (skipped[k] ?? 0) + v;
+          Object.assign(out, { images: p.n, skipped, from_cache: p.fromCache });
         } else {
           for (const split of splitNames(opened.dataset)) {
             const s = await prepareSplit(opened.dataset, split, common);

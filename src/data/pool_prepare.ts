@@ -5,7 +5,7 @@
  * skipped and counted. Already-cropped pools can be resized instead (`align: "resize"`).
  */
 import { cachedImages } from "./cache.js";
-import type { UnlabeledPool } from "./dataset.js";
+import { SkipLog, type UnlabeledPool } from "./dataset.js";
 import { decodeBatch, toPlanar, type ImageSet } from "./image.js";
 import { createProgress } from "../util/progress.js";
 
@@ -35,9 +35,11 @@ export interface PoolPrepareOptions {
   /** "detect": detect and align the largest face (default); "resize": the photo is already a face crop. */
   align?: "detect" | "resize";
   progress?: boolean;
+  /** Receives a line naming a photo that gave no image, with the reason (the first 3 of each reason). */
+  warn?: (message: string) => void;
 }
 
-async function detectAligned(files: readonly string[], size: number, channels: 1 | 3, progress: boolean): Promise<ImageSet> {
+async function detectAligned(files: readonly string[], size: number, channels: 1 | 3, progress: boolean, log: SkipLog): Promise<ImageSet> {
   const { detectAndAlign } = await import("../faces/index.js");
   const bar = progress ? createProgress("detect+align", files.length) : null;
   const r = await detectAndAlign(files, { size, channels, onProgress: (done) => bar?.update(done) });
@@ -50,18 +52,27 @@ async function detectAligned(files: readonly string[], size: number, channels: 1
     if (res.status === "ok") pixels.set(toPlanar(res.faces[0].pixels, size * size, channels), k * per);
   });
   const skipped: Record<string, number> = {};
-  for (const x of r.results) if (x.status === "skipped") skipped[x.reason] = (skipped[x.reason] ?? 0) + 1;
+  for (const x of r.results) {
+    if (x.status !== "skipped") continue;
+    // An unreadable photo is counted under the decoder's own reason (missing_file, image_too_large, ...).
+    const reason = x.decodeReason ?? x.reason;
+    skipped[reason] = (skipped[reason] ?? 0) + 1;
+    log.add(reason, x.file, x.message?.replace(`cannot decode image ${x.file}: `, "") ?? "");
+  }
   return { pixels, shape: [channels, size, size], n: kept.length, sourceIndex: Int32Array.from(kept), skipped };
 }
 
 /**
- * Aligns (or reads from the cache) every photo of `pool`.
+ * Aligns (or reads from the cache) every photo of `pool`. Photos that give no image are
+ * skipped and counted by reason: `no_face`, `detect_failed`, and the decoder's reasons
+ * (`missing_file`, `empty_file`, `unreadable_image`, `image_too_large`, `image_too_small`).
  * @throws Error when the face detector cannot be loaded
  */
 export async function preparePool(pool: UnlabeledPool, o: PoolPrepareOptions): Promise<PreparedPool> {
   const align = o.align ?? "detect";
   const files = pool.samples.map((s) => s.path);
   const progress = o.progress !== false;
+  const log = new SkipLog(o.warn);
   const set = await cachedImages({
     cacheDir: o.cacheDir,
     name: `pool-${pool.name}-${align}-${o.size}x${o.size}x${o.channels}`.replace(/[^A-Za-z0-9_.+-]/g, "_"),
@@ -73,9 +84,12 @@ export async function preparePool(pool: UnlabeledPool, o: PoolPrepareOptions): P
       faces: align === "detect" ? "blazeface+facemesh (square input), FER2013_TEMPLATE v1" : null,
     },
     produce: async (f) => {
-      if (align === "detect") return detectAligned(f, o.size, o.channels, progress);
+      if (align === "detect") return detectAligned(f, o.size, o.channels, progress, log);
       const bar = progress ? createProgress("decoding pool", f.length) : null;
-      const out = await decodeBatch(f, o.size, o.channels, { onProgress: (d) => bar?.update(d) });
+      const out = await decodeBatch(f, o.size, o.channels, {
+        onProgress: (d) => bar?.update(d),
+        onSkip: (file, _message, reason, detail) => log.add(reason, file, detail),
+      });
       bar?.stop();
       return out;
     },

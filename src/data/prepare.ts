@@ -5,7 +5,7 @@
  */
 import path from "node:path";
 import { cachedImages } from "./cache.js";
-import { DataError, type LabeledDataset, type LabeledSample } from "./dataset.js";
+import { DataError, SkipLog, type LabeledDataset, type LabeledSample } from "./dataset.js";
 import { decodeBatch } from "./image.js";
 import { Rng, shuffleInPlace } from "./sampler.js";
 import { createProgress } from "../util/progress.js";
@@ -37,7 +37,7 @@ export interface PrepareOptions {
   limit?: number;
   /** Seed of the `limit` selection (default 0). */
   limitSeed?: number;
-  /** Receives a line naming each file that could not be decoded. */
+  /** Receives a line naming a file that could not be decoded, with the reason (the first 3 of each reason). */
   warn?: (message: string) => void;
 }
 
@@ -48,7 +48,10 @@ export function imageBytes(shape: readonly [number, number, number]): number {
 
 /**
  * Decodes (or reads from the cache) the images of `split` of `ds`, resized to `size`.
- * Unreadable files are skipped and counted.
+ * Files that give no image are skipped and counted by reason (`missing_file`, `empty_file`,
+ * `unreadable_image`, `image_too_large`, `image_too_small`: see src/data/image.ts); a
+ * batch never stops for one file.
+ * @throws RangeError when the split does not exist; DataError when none of its images can be read
  */
 export async function prepareSplit(ds: LabeledDataset, split: string, o: PrepareOptions): Promise<PreparedSplit> {
   let samples: LabeledSample[] = ds.samples.filter((s) => s.split === split);
@@ -67,9 +70,10 @@ export async function prepareSplit(ds: LabeledDataset, split: string, o: Prepare
     settings: { mode: "resize", size: o.size, channels: o.channels, fit: "cover" },
     produce: async (f) => {
       const bar = o.progress === false ? null : createProgress(`decoding ${ds.name} ${split}`, f.length);
+      const log = new SkipLog(o.warn);
       const out = await decodeBatch(f, o.size, o.channels, {
         onProgress: (d) => bar?.update(d),
-        onSkip: (file, reason) => o.warn?.(`skipped ${file}: ${reason}`),
+        onSkip: (file, _message, reason, detail) => log.add(reason, file, detail),
       });
       bar?.stop();
       return out;

@@ -3,10 +3,8 @@
  * image sizes, skipped inputs by reason, and byte-identical duplicate files.
  */
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import sharp from "sharp";
-import { isPnmPath, parsePnm } from "./pnm.js";
-import type { LabeledDataset, UnlabeledPool } from "./dataset.js";
+import { SkipLog, type LabeledDataset, type UnlabeledPool } from "./dataset.js";
+import { probeImage, readImageBytes, skipReasonOf, ImageError } from "./image.js";
 
 /** The summary, in the shape `--json` prints. */
 export interface DataSummary {
@@ -38,8 +36,14 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 }
 
 /**
- * Summarises a labeled dataset or a pool. Reads every file once (hash and header).
+ * Summarises a labeled dataset or a pool. Reads every file once (hash and header; pixels are
+ * not decoded, so a file whose header is good but whose body is corrupt still counts here).
+ * Files that are not usable images are skipped and counted by reason on top of the reader's
+ * own counts (`missing_file`, `empty_file`, `not_a_file`, `unreadable_image`,
+ * `image_too_large`, `image_too_small`: the reasons decoding would give), the first few of
+ * each named through `warn`.
  * @param onProgress called with the number of files inspected so far
+ * @param warn receives one line per skipped file (the first 3 of each reason)
  */
 export async function summarize(
   data: LabeledDataset | UnlabeledPool,
@@ -52,43 +56,37 @@ export async function summarize(
     : data.samples.map((s) => ({ path: s.path, split: s.source, cls: "unlabeled" }));
   let done = 0;
   const info = await mapLimit(entries, 16, async (e) => {
-    const bytes = await readFile(e.path).catch(() => null);
-    let size = "unreadable";
-    if (bytes !== null) {
-      try {
-        if (isPnmPath(e.path)) {
-          const p = parsePnm(bytes);
-          size = `${p.width}x${p.height}`;
-        } else {
-          const m = await sharp(bytes).metadata();
-          size = `${m.width}x${m.height}`;
-        }
-      } catch {
-        // counted as skipped below
-      }
+    let out: { size: string; hash: string } | { error: unknown };
+    try {
+      const bytes = await readImageBytes(e.path);
+      const { width, height } = await probeImage(bytes, e.path);
+      out = { size: `${width}x${height}`, hash: createHash("sha1").update(bytes).digest("hex") };
+    } catch (err) {
+      out = { error: err };
     }
     onProgress?.(++done, entries.length);
-    return { size, hash: bytes === null ? null : createHash("sha1").update(bytes).digest("hex") };
+    return out;
   });
   // Only images that decode count; the others are skipped, named and counted.
   const splits: Record<string, Record<string, number>> = {};
-  const skipped: Record<string, number> = { ...data.skipped.counts };
+  const log = new SkipLog(warn);
   let usable = 0;
   info.forEach((x, i) => {
     const e = entries[i];
-    if (x.size === "unreadable") {
-      skipped.unreadable_image = (skipped.unreadable_image ?? 0) + 1;
-      warn?.(`skipped ${e.path}: unreadable_image`);
+    if ("error" in x) {
+      log.add(skipReasonOf(x.error), e.path, x.error instanceof ImageError ? x.error.detail : String(x.error));
       return;
     }
     usable++;
     const row = (splits[e.split] ??= labeled ? Object.fromEntries(data.space.classes.map((c) => [c, 0])) : {});
     row[e.cls] = (row[e.cls] ?? 0) + 1;
   });
+  const skipped: Record<string, number> = { ...data.skipped.counts };
+  for (const [k, v] of Object.entries(log.counts)) skipped[k] = (skipped[k] ?? 0) + v;
   const sizes: Record<string, number> = {};
   const bySplit = new Map<string, { count: number; splits: Set<string> }>();
   info.forEach((x, i) => {
-    if (x.size === "unreadable" || x.hash === null) return;
+    if ("error" in x) return;
     sizes[x.size] = (sizes[x.size] ?? 0) + 1;
     const g = bySplit.get(x.hash) ?? { count: 0, splits: new Set<string>() };
     g.count++;
