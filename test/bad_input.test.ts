@@ -12,7 +12,7 @@ import path from "node:path";
 import { encode as encodeBmp } from "bmp-ts";
 import sharp from "sharp";
 import { readAbaw } from "../src/data/abaw.js";
-import { DataError } from "../src/data/dataset.js";
+import { DataError, SkipLog, type LabeledDataset } from "../src/data/dataset.js";
 import { readFer2013, readFer2013Dataset } from "../src/data/fer2013.js";
 import { readCsvList, readImageFolder, readImagePool } from "../src/data/folders.js";
 import { ImageError, MAX_INPUT_PIXELS, decodeBatch, decodeResized, probeImage, readImageBytes } from "../src/data/image.js";
@@ -363,6 +363,37 @@ describe("a file that disappears between listing and reading", () => {
     });
     assert.deepEqual([p.n, p.skipped], [3, { missing_file: 1 }]);
     assert.ok(pw.has(gone, "missing_file"));
+  });
+});
+
+describe("a pipe named like an image", () => {
+  test("is never read (it would block): cache digest, decoder and summary skip it as not_a_file", { timeout: 60_000 }, async (t) => {
+    const dir = path.join(work, "pipe");
+    mkdirSync(dir);
+    const pipe = path.join(dir, "fer9999999.png");
+    if (spawnSync("mkfifo", [pipe]).status !== 0) return t.skip("mkfifo is not available");
+    // As FER2013 or ABAW list it: from their annotation files, without looking at the file.
+    const images = ferImages(3, 2);
+    const ds: LabeledDataset = {
+      name: "pipe",
+      space: FER2013,
+      samples: [images[0], pipe, images[1]].map((p) => ({ path: p, label: 3, split: "Training" })),
+      skipped: new SkipLog(),
+    };
+    const w = warnings();
+    const split = await prepareSplit(ds, "Training", {
+      size: 48,
+      channels: 1,
+      cacheDir: path.join(work, "pipe-cache"),
+      progress: false,
+      warn: w.warn,
+    });
+    assert.deepEqual([split.n, split.skipped], [2, { not_a_file: 1 }]);
+    assert.ok(w.has(pipe, "not_a_file"));
+    const again = await prepareSplit(ds, "Training", { size: 48, channels: 1, cacheDir: path.join(work, "pipe-cache"), progress: false });
+    assert.deepEqual([again.n, again.skipped], [2, { not_a_file: 1 }]);
+    const summary = await summarize(ds);
+    assert.deepEqual([summary.total, summary.skipped], [2, { not_a_file: 1 }]);
   });
 });
 
