@@ -1,5 +1,5 @@
 /**
- * One photo at a time: decode (sharp, plus a small PGM/PPM reader), detect with a given
+ * One photo at a time: decode (sharp, plus the PGM/PPM and BMP readers of src/data), detect with a given
  * detector, rotate each face so the eyes are level and crop it with FER2013's framing. Used in
  * the calling thread and inside the detection workers ({@link DetectorPool}).
  */
