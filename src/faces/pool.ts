@@ -50,7 +50,6 @@ export class DetectorPool implements Detects {
     for (let i = 0; i < size; i++) {
       const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { kind: WORKER_KIND, detector } });
       const slot: Slot = { worker, inflight: new Map() };
-      worker.unref();
       worker.on("message", (m: FromWorker) => {
         if (m.type === "fatal") return this.fail(new Error(`face detection worker failed to start: ${m.message}`));
         const job = slot.inflight.get(m.id);
@@ -64,6 +63,9 @@ export class DetectorPool implements Detects {
       worker.on("exit", (code) => {
         if (!this.closed) this.fail(new Error(`face detection worker exited with code ${code}`));
       });
+      // After the listeners: adding a "message" listener refs the worker's port again, and a worker
+      // that never got a job then kept the process alive (one detection on a 2-worker pool hung at exit).
+      worker.unref();
       this.slots.push(slot);
     }
   }
