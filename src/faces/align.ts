@@ -225,3 +225,53 @@ export function warpAffine(
   }
   return out;
 }
+
+/**
+ * Where a face detector's box sits in a FER2013-framed crop: its side and centre as fractions of
+ * the crop side. Measured, like {@link FER2013_TEMPLATE}: BlazeFace (`landmarks: "blazeface"`,
+ * the detector `ferkit predict` uses) on 250 FER2013 Training images (every 100th file in name
+ * order, upscaled to 192x192 as `decodeImage` does) found a face in 244; the box's side was 0.87 of
+ * the crop (width quartiles 0.77..0.96), its centre at x 0.500 (0.48..0.53) and y 0.544
+ * (0.50..0.58): FER2013 crops a little wider than the face box, with more room above the eyes.
+ * So a box from `predict --json` framed by {@link boxFrame} gives about the crop its eyes would.
+ */
+export const FER2013_BOX_IN_CROP = { side: 0.87, centerX: 0.5, centerY: 0.544 } as const;
+
+/** A square region `[x, y, side]` of an image: top-left corner and side, in pixels. */
+export type SquareFrame = readonly [number, number, number];
+
+/**
+ * The FER2013-framed square crop around a face box, by {@link FER2013_BOX_IN_CROP}: the box's
+ * longer side (a box clipped at the image edge keeps its full side) divided by 0.87, centred on
+ * the box horizontally and a little above its centre.
+ * @param box `[x, y, w, h]` in pixels (may extend beyond the image)
+ * @returns the crop's `[x, y, side]` in pixels (may extend beyond the image)
+ * @throws RangeError when the box has no positive finite size
+ */
+export function boxFrame(box: readonly [number, number, number, number]): SquareFrame {
+  const [x, y, w, h] = box;
+  if (![x, y, w, h].every(Number.isFinite) || !(w > 0 && h > 0)) throw new RangeError(`boxFrame: bad box ${JSON.stringify(box)}`);
+  const side = Math.max(w, h) / FER2013_BOX_IN_CROP.side;
+  const cx = x + w / 2 - (FER2013_BOX_IN_CROP.centerX - 0.5) * side;
+  const cy = y + h / 2 - (FER2013_BOX_IN_CROP.centerY - 0.5) * side;
+  return [cx - side / 2, cy - side / 2, side];
+}
+
+/**
+ * The eye positions that make {@link alignmentTransform} map a square region onto the whole
+ * output crop (no rotation): the template's eyes placed inside that square. Aligning with them is
+ * cropping the square and resizing it.
+ * @param frame `[x, y, side]` in pixels
+ * @param template eye positions, fractions of the output side (default {@link FER2013_TEMPLATE})
+ * @returns the subject's left and right eye centres in pixels
+ */
+export function frameEyes(
+  frame: SquareFrame,
+  template: AlignTemplate = FER2013_TEMPLATE,
+): { leftEye: [number, number]; rightEye: [number, number] } {
+  const [x, y, s] = frame;
+  return {
+    leftEye: [x + template.leftEye[0] * s, y + template.leftEye[1] * s],
+    rightEye: [x + template.rightEye[0] * s, y + template.rightEye[1] * s],
+  };
+}
