@@ -10,6 +10,7 @@ import { availableParallelism } from "node:os";
 import { detectAndAlign, sharedDetectorPool, type AlignedFace, type FaceDetectorOptions } from "../faces/index.js";
 import type { FaceClassifier } from "./classifier.js";
 import { argmax } from "./smoothing.js";
+import { CropWriter } from "./crops.js";
 
 /** File extensions read as videos (through ffmpeg). */
 export const VIDEO_EXTENSIONS: ReadonlySet<string> = new Set([
@@ -94,8 +95,19 @@ export interface FacePrediction {
   label: string;
   /** Probability of `label`, in [0, 1]. */
   score: number;
-  /** Face detector confidence, in [0, 1]. */
-  detection_score: number;
+  /**
+   * Face detector confidence, in [0, 1]. Null for a given face (`--crops`, `--boxes`) whose eyes
+   * BlazeFace did not find (or did not look for: `align: "resize"`).
+   */
+  detection_score: number | null;
+  /**
+   * Only for given faces (`--crops`, `--boxes`): how the face was aligned: `"eyes"` by the eye
+   * landmarks BlazeFace found in it, `"box"` by the given box's frame, `"resize"` by resizing the
+   * crop. `landmarks` are then where that frame put the eyes.
+   */
+  align?: "eyes" | "box" | "resize";
+  /** With `saveCrops`: the PNG of the face's aligned input (the model's input size). */
+  crop?: string;
 }
 
 /** The result for one photo: its faces (largest first; empty when none), or why it failed. */
@@ -105,8 +117,13 @@ export interface ImagePrediction {
   width?: number;
   height?: number;
   faces: FacePrediction[];
-  /** Why the file gave no prediction (not a readable image, or detection failed); it then has no faces. */
+  /**
+   * Why the file gave no prediction (not a readable image, or detection failed; it then has no
+   * faces), or why part of it failed (its crops could not be saved, some of its boxes were unusable).
+   */
   error?: string;
+  /** With given boxes: the boxes that could not be used (e.g. outside the image), with where they were given. */
+  box_errors?: { where: string; box: [number, number, number, number]; error: string }[];
 }
 
 /**
@@ -129,12 +146,40 @@ export interface PredictImagesOptions {
    * calling thread). The workers are kept for later calls in this process (see `sharedDetectorPool`).
    */
   workers?: number;
+  /** Keep at most this many faces per photo, the largest (by box area) first (default: all). */
+  maxFaces?: number;
+  /** Write each face's aligned input as a PNG here (a folder, or a {@link CropWriter}); the face gets a `crop` field. */
+  saveCrops?: string | CropWriter;
   onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Checks the `maxFaces` option and opens the `saveCrops` folder, for the predict functions.
+ * @returns `maxFaces` (Infinity when absent) and the crop writer (null when absent)
+ * @throws RangeError when `maxFaces` is not a positive integer; ConfigError when the folder is not writable
+ */
+export function predictOutputs(o: { maxFaces?: number; saveCrops?: string | CropWriter }): { maxFaces: number; writer: CropWriter | null } {
+  const maxFaces = o.maxFaces ?? Infinity;
+  if (!(maxFaces === Infinity || (Number.isInteger(maxFaces) && maxFaces >= 1)))
+    throw new RangeError(`maxFaces must be a positive integer, got ${o.maxFaces}`);
+  const writer = o.saveCrops === undefined ? null : typeof o.saveCrops === "string" ? new CropWriter(o.saveCrops) : o.saveCrops;
+  return { maxFaces, writer };
+}
+
+/**
+ * Writes the crops of one photo's faces and records their paths; a failure becomes the entry's error.
+ */
+async function saveFaceCrops(writer: CropWriter, entry: ImagePrediction, crops: readonly AlignedFace[]): Promise<void> {
+  try {
+    for (const [i, face] of entry.faces.entries()) face.crop = await writer.write(crops[i], entry.file, i);
+  } catch (err) {
+    entry.error = (err as Error).message;
+  }
 }
 
 /** Turns a probability row into the face's fields. */
 export function facePrediction(
-  face: Pick<AlignedFace, "box" | "leftEye" | "rightEye" | "score">,
+  face: Pick<AlignedFace, "box" | "leftEye" | "rightEye"> & { score: number | null },
   row: ArrayLike<number>,
   classes: readonly string[],
 ): FacePrediction {
@@ -150,7 +195,7 @@ export function facePrediction(
     probs: Object.fromEntries(classes.map((c, i) => [c, round(values[i])])),
     label: classes[k],
     score: round(values[k]),
-    detection_score: round(face.score),
+    detection_score: face.score === null ? null : round(face.score),
   };
 }
 
@@ -164,6 +209,7 @@ export async function predictImages(
   classifier: FaceClassifier,
   o: PredictImagesOptions = {},
 ): Promise<ImagePrediction[]> {
+  const { maxFaces, writer } = predictOutputs(o);
   const workers = Math.min(o.workers ?? (files.length >= 24 ? Math.min(2, availableParallelism()) : 0), files.length);
   const detector: FaceDetectorOptions = { landmarks: PREDICT_LANDMARKS, ...o.detector };
   const detected = await detectAndAlign(files, {
@@ -175,7 +221,8 @@ export async function predictImages(
     pool: workers > 0 ? sharedDetectorPool(workers, detector) : undefined,
     onProgress: o.onProgress ? (done, total) => o.onProgress?.(done, total) : undefined,
   });
-  const crops = detected.results.flatMap((r) => (r.status === "ok" ? r.faces : []));
+  // Faces come largest first: --max-faces keeps the first ones.
+  const crops = detected.results.flatMap((r) => (r.status === "ok" ? r.faces.slice(0, maxFaces) : []));
   const probs = classifier.classify(crops, { tta: o.tta });
   const C = classifier.classes.length;
   let k = 0;
@@ -190,7 +237,7 @@ export async function predictImages(
     }
     // Detection ran on the photo resized to at most maxSide (see decodeImage): back to its own pixels.
     const f = r.photoWidth / r.width;
-    const faces = r.faces.map((face) => {
+    const faces = r.faces.slice(0, maxFaces).map((face) => {
       const row = probs.subarray(C * k, C * ++k);
       const scaled = {
         ...face,
@@ -202,5 +249,7 @@ export async function predictImages(
     });
     return { file: r.file, width: r.photoWidth, height: r.photoHeight, faces };
   });
+  if (writer)
+    for (const [i, r] of detected.results.entries()) if (r.status === "ok") await saveFaceCrops(writer, out[i], r.faces.slice(0, maxFaces));
   return out;
 }

@@ -10,7 +10,10 @@ import type { FaceClassifier } from "./classifier.js";
 import { Mp4Writer, decodedSize, probeVideo, readFrames, type VideoInfo } from "./ffmpeg.js";
 import { argmax, StreamingMajorityVote } from "./smoothing.js";
 import { FaceTracker } from "./tracker.js";
-import { facePrediction, type FacePrediction } from "./images.js";
+import { facePrediction, predictOutputs, type FacePrediction } from "./images.js";
+import type { CropWriter } from "./crops.js";
+import type { Box, BoxEntry } from "./boxes.js";
+import { alignLocated, locateBoxFaces, locateCropFace, type GivenAlign, type LocatedFace } from "./locate.js";
 
 /**
  * One face in one frame: the fields of a photo's face (box and landmarks in pixels of the video
@@ -50,6 +53,21 @@ export interface VideoOptions {
    * and reported in order.
    */
   detectAhead?: number;
+  /** Keep at most this many faces per frame, the largest (by box area) first (default: all). */
+  maxFaces?: number;
+  /**
+   * Write each face's aligned input as a PNG here (a folder, or a {@link CropWriter}), named by
+   * the video, frame and track id; each row gets a `crop` field.
+   */
+  saveCrops?: string | CropWriter;
+  /**
+   * Faces given instead of detected: `"crops"` (every frame is one face crop) or boxes in the
+   * video's pixels (a box with a `frame` applies to that frame, one without to every frame).
+   * Rows then have `align`, and `detection_score` null where BlazeFace did not confirm the face.
+   */
+  given?: "crops" | readonly BoxEntry[];
+  /** How given faces are aligned (default `"resize"` for crops, `"eyes"` for boxes, which uses `detector`). */
+  align?: GivenAlign;
   /** Called with each row, in frame order. */
   onRow?: (row: VideoRow) => void;
   onProgress?: (frame: number, info: VideoInfo) => void;
@@ -73,8 +91,13 @@ export interface VideoSummary {
    * where no face was classified: the input of the ABAW writer.
    */
   mainLabels: Int16Array;
-  /** Set when ffmpeg stopped early (a truncated file): the frames before it were used. */
+  /**
+   * Set when ffmpeg stopped early (a truncated file): the frames before it were used; or when a
+   * crop could not be saved (no further crops were written).
+   */
   warning?: string;
+  /** With given boxes: the boxes that could not be used (outside the frame, or a frame past the video's end), once each. */
+  box_errors?: { where: string; box: Box; error: string }[];
 }
 
 interface PendingFrame {
@@ -82,6 +105,8 @@ interface PendingFrame {
   time: number;
   image: { data: Uint8Array; width: number; height: number } | null;
   faces: AlignedFace[];
+  /** For given faces: how each was aligned and BlazeFace's score (null when it did not confirm it). */
+  given: { align: LocatedFace["align"]; score: number | null }[] | null;
   ids: number[];
   /** Index into `faces` of the largest face, or -1. */
   main: number;
@@ -107,15 +132,20 @@ class FrameLabels {
   }
 }
 
+/** Given faces of a frame, in decoded-frame pixels. */
+type Located = { located: LocatedFace[] };
+
 /**
  * Runs detection, classification, tracking and smoothing over a video.
+ * @param detector finds the faces (or, with `given` and `align: "eyes"`, their eyes); may be null
+ *   only with `given` and `align: "resize"`
  * @throws VideoError naming the file when it is not a readable video (before any row);
- *   RangeError on bad options
+ *   RangeError on bad options; ConfigError when `saveCrops` is not a writable folder
  */
 export async function predictVideo(
   file: string,
   classifier: FaceClassifier,
-  detector: Detects,
+  detector: Detects | null,
   o: VideoOptions = {},
 ): Promise<VideoSummary> {
   const every = o.every ?? 1;
@@ -129,6 +159,13 @@ export async function predictVideo(
   const voteWindow = o.voteWindow ?? 200;
   const voteStride = o.voteStride ?? 100;
   new StreamingMajorityVote(voteWindow, voteStride); // validates the window options up front
+  const outputs = predictOutputs(o);
+  const maxFaces = outputs.maxFaces;
+  const align = o.align ?? (o.given === "crops" ? "resize" : "eyes");
+  const eyes = o.given === undefined || align === "eyes" ? detector : null;
+  if (o.given === undefined || align === "eyes")
+    if (!detector) throw new RangeError('predictVideo: a detector is needed unless the faces are given with align "resize"');
+  let cropWriter = outputs.writer;
 
   const info = probeVideo(file);
   const dec = decodedSize(info, o.maxSide);
@@ -168,6 +205,32 @@ export async function predictVideo(
     }
   };
 
+  // Given boxes by frame (video pixels); those without a frame apply to every frame.
+  const boxesAt = new Map<number, BoxEntry[]>();
+  const everyFrame: BoxEntry[] = [];
+  const boxErrors = new Map<BoxEntry, string>();
+  if (Array.isArray(o.given))
+    for (const e of o.given as readonly BoxEntry[]) {
+      if (e.frame === undefined) everyFrame.push(e);
+      else boxesAt.set(e.frame, [...(boxesAt.get(e.frame) ?? []), e]);
+    }
+  const locate = async (index: number, image: { data: Uint8Array; width: number; height: number }): Promise<Located> => {
+    if (o.given === "crops") return { located: [await locateCropFace(image, eyes)] };
+    const entries = [...(boxesAt.get(index) ?? []), ...everyFrame];
+    const { faces, problems } = await locateBoxFaces(
+      image,
+      entries.map((e) => [e.box[0] / dec.scaleX, e.box[1] / dec.scaleY, e.box[2] / dec.scaleX, e.box[3] / dec.scaleY] as Box),
+      eyes,
+    );
+    for (const p of problems)
+      if (!boxErrors.has(entries[p.index]))
+        boxErrors.set(
+          entries[p.index],
+          `box [${entries[p.index].box.join(", ")}] lies outside the ${info.width}x${info.height} frame ${index}`,
+        );
+    return { located: faces };
+  };
+
   const round = (x: number, k = 1e6): number => Math.round(x * k) / k;
   const px = (v: number, axis: 0 | 1): number => v * (axis === 0 ? dec.scaleX : dec.scaleY);
   const point = (p: readonly [number, number]): [number, number] => [px(p[0], 0), px(p[1], 1)];
@@ -179,7 +242,7 @@ export async function predictVideo(
     let k = 0;
     for (const f of queue) {
       const captions: string[] = [];
-      f.faces.forEach((face, j) => {
+      for (const [j, face] of f.faces.entries()) {
         const row = Array.from(probs.subarray(C * k, C * ++k));
         const id = f.ids[j];
         const prev = ema.get(id);
@@ -193,14 +256,23 @@ export async function predictVideo(
           rightEye: point(face.rightEye),
           score: face.score,
         };
+        const given = f.given?.[j];
         const r: VideoRow = {
           frame: f.index,
           time_s: round(f.time, 1e4),
           face: id,
-          ...facePrediction(inVideo, row, classes),
+          ...facePrediction(given ? { ...inVideo, score: given.score } : inVideo, row, classes),
+          ...(given ? { align: given.align } : {}),
           label_vote: classes[label],
           label_ema: classes[argmax(s)],
         };
+        if (cropWriter)
+          try {
+            r.crop = await cropWriter.write(face, file, id, f.index);
+          } catch (err) {
+            warning ??= `${file}: ${(err as Error).message}; no further crops saved`;
+            cropWriter = null;
+          }
         if (j === f.main) mainOf.set(f.index, id);
         let v = votes.get(id);
         if (v === undefined) {
@@ -209,7 +281,7 @@ export async function predictVideo(
         }
         emit(v.push(r, label));
         captions.push(`#${id} ${r.label_ema} ${Math.round(100 * s[argmax(s)])}%`);
-      });
+      }
       if (writer && f.image) {
         const drawn = await annotateFrame(
           f.image,
@@ -225,13 +297,24 @@ export async function predictVideo(
 
   type Decoded = { index: number; time: number; image: { data: Uint8Array; width: number; height: number } | null };
   // Detections started ahead of time; a failure is kept as a value and thrown when its frame's turn comes.
-  const ahead: { frame: Decoded; detections: Promise<DetectedFace[] | { error: unknown }> | null }[] = [];
-  const handle = async (frame: Decoded, detected: DetectedFace[] | { error: unknown } | null): Promise<void> => {
-    if (detected !== null && !Array.isArray(detected)) throw detected.error;
-    const faces =
-      detected && frame.image
-        ? alignFaces(frame.image, detected, { size: classifier.size, channels: classifier.channels, every: true })
-        : [];
+  const ahead: { frame: Decoded; detections: Promise<DetectedFace[] | Located | { error: unknown }> | null }[] = [];
+  const handle = async (frame: Decoded, detected: DetectedFace[] | Located | { error: unknown } | null): Promise<void> => {
+    if (detected !== null && "error" in detected) throw detected.error;
+    let faces: AlignedFace[] = [];
+    let given: PendingFrame["given"] = null;
+    if (detected && frame.image && Array.isArray(detected)) {
+      // Detections come largest first: --max-faces keeps the first ones.
+      const kept = detected.length > maxFaces ? detected.slice(0, maxFaces) : detected;
+      faces = alignFaces(frame.image, kept, { size: classifier.size, channels: classifier.channels, every: true });
+    } else if (detected && frame.image && !Array.isArray(detected)) {
+      let located = detected.located;
+      if (located.length > maxFaces) {
+        const keep = new Set([...located].sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]).slice(0, maxFaces));
+        located = located.filter((l) => keep.has(l));
+      }
+      faces = alignLocated(frame.image, located, { size: classifier.size, channels: classifier.channels });
+      given = located.map((l) => ({ align: l.align, score: l.score }));
+    }
     const ids = detected
       ? tracker.update(
           frame.index,
@@ -246,7 +329,7 @@ export async function predictVideo(
     }
     let main = -1;
     faces.forEach((f, j) => (main < 0 || f.box[2] * f.box[3] > faces[main].box[2] * faces[main].box[3] ? (main = j) : 0));
-    queue.push({ index: frame.index, time: frame.time, image: writer ? frame.image : null, faces, ids, main });
+    queue.push({ index: frame.index, time: frame.time, image: writer ? frame.image : null, faces, given, ids, main });
     const pendingFaces = queue.reduce((a, f) => a + f.faces.length, 0);
     if (pendingFaces >= batchFaces || queue.length >= 32) await flush();
   };
@@ -264,7 +347,13 @@ export async function predictVideo(
       o.onProgress?.(frame.index, info);
       const classify = frame.index % every === 0;
       if (classify) processed++;
-      const detections = classify ? detector.detect(frame.image).catch((error: unknown) => ({ error })) : null;
+      const detections = classify
+        ? (o.given === undefined ? (detector as Detects).detect(frame.image) : locate(frame.index, frame.image)).catch(
+            (error: unknown) => ({
+              error,
+            }),
+          )
+        : null;
       // A frame that is neither detected nor drawn needs no pixels while it waits.
       ahead.push({ frame: classify || writer ? frame : { ...frame, image: null }, detections });
       if (detections) detecting++;
@@ -278,6 +367,9 @@ export async function predictVideo(
   } finally {
     if (writer) await writer.close();
   }
+  if (Array.isArray(o.given))
+    for (const e of o.given as readonly BoxEntry[])
+      if (e.frame !== undefined && e.frame >= frames) boxErrors.set(e, `frame ${e.frame} is past the video's last frame (${frames - 1})`);
   return {
     file,
     fps: info.fps,
@@ -289,5 +381,6 @@ export async function predictVideo(
     tracks: tracker.count,
     mainLabels: mainLabels.toArray(frames),
     warning,
+    ...(boxErrors.size > 0 ? { box_errors: [...boxErrors].map(([e, error]) => ({ where: e.where, box: e.box, error })) } : {}),
   };
 }
