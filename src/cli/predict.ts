@@ -21,6 +21,11 @@ interface PredictFlags {
   ema: number;
   maxSide: number;
   landmarks: "blazeface" | "mesh";
+  crops: boolean;
+  boxes?: string;
+  align?: "eyes" | "resize";
+  maxFaces?: number;
+  saveCrops?: string;
 }
 
 const out = (s: string): void => {
@@ -67,8 +72,37 @@ export function predictCommand(): Command {
         .default(PREDICT_LANDMARKS),
     )
     .option("--max-side <px>", "videos: frames larger than this are scaled down for detection", positiveInt("--max-side"), 1024)
+    .addOption(
+      new Option(
+        "--crops",
+        "each input image (or video frame) is one face crop: no face search, the whole image is classified (aligned as --align says)",
+      )
+        .conflicts("boxes")
+        .default(false),
+    )
+    .option(
+      "--boxes <file>",
+      "classify the faces at these boxes (your own detector's) instead of detecting: CSV with the header file,x,y,width,height[,frame] or JSON, pixels of the original image",
+    )
+    .addOption(
+      new Option(
+        "--align <how>",
+        "with --crops or --boxes: 'eyes' aligns by the eye landmarks BlazeFace finds in the crop or box (else by the crop or box alone), 'resize' by the crop or box alone (default: resize for --crops, eyes for --boxes)",
+      ).choices(["eyes", "resize"]),
+    )
+    .option("--max-faces <n>", "keep at most n faces per photo or frame, the largest first", positiveInt("--max-faces"))
+    .option(
+      "--save-crops <dir>",
+      "write each face's aligned input (what the model classified) as a PNG of the model's input size into this folder",
+    )
     .action(async (inputs: string[], o: PredictFlags) => {
       if (o.ema > 1) throw new RangeError(`--ema must be in (0, 1], got ${o.ema}`);
+      if (o.align !== undefined && !o.crops && o.boxes === undefined) throw new ConfigError("--align applies only with --crops or --boxes");
+      // Options that can be wrong are checked before the model loads.
+      const { readBoxFile, matchBoxes } = await import("../predict/boxes.js");
+      const boxList = o.boxes === undefined ? null : readBoxFile(o.boxes);
+      const { CropWriter } = await import("../predict/crops.js");
+      const cropWriter = o.saveCrops === undefined ? undefined : new CropWriter(o.saveCrops);
       const { FaceClassifier } = await import("../predict/classifier.js");
       const { expandInputs, predictImages } = await import("../predict/images.js");
       const classifier = FaceClassifier.load(o.model);
@@ -85,6 +119,21 @@ export function predictCommand(): Command {
       for (const e of expanded.errors) fail(`${e.file}: ${e.error}`);
       if (expanded.images.length + expanded.videos.length === 0 && expanded.errors.length === 0)
         fail(`no image or video files in ${inputs.join(", ")}`);
+      // Boxes: names matched to the inputs; unmatched names and inputs without boxes are told, not fatal.
+      const boxes = boxList === null ? null : matchBoxes(boxList, [...expanded.images, ...expanded.videos]);
+      if (boxList !== null && boxes !== null) {
+        const list = (names: string[]): string =>
+          names.slice(0, 5).join(", ") + (names.length > 5 ? `, ... (${names.length - 5} more)` : "");
+        if (boxes.unmatched.length > 0)
+          warn(
+            `${boxList.source}: ${boxes.unmatched.length} file name(s) match no input, their boxes are not used: ${list(boxes.unmatched)}`,
+          );
+        const without = [...expanded.images, ...expanded.videos].filter((f) => !boxes.byInput.has(f));
+        if (without.length > 0) warn(`${without.length} input(s) have no box in ${boxList.source} (given no face): ${list(without)}`);
+      }
+      const reportBoxErrors = (file: string, errors: { where: string; error: string }[] | undefined): void => {
+        for (const e of errors ?? []) fail(`${e.where}: ${e.error} (${file}): skipped`);
+      };
       for (const [flag, dir] of [
         ["--annotate", o.annotate],
         ["--abaw", o.abaw],
@@ -118,6 +167,8 @@ export function predictCommand(): Command {
         "label_ema",
         "detection_score",
         ...classes.map((c) => `p_${c}`),
+        ...(o.crops || o.boxes !== undefined ? ["align"] : []),
+        ...(cropWriter ? ["crop"] : []),
       ];
       if (o.csv) out(stringify([csvColumns]));
       const csvRow = (r: Record<string, unknown>): void => out(stringify([csvColumns.map((k) => r[k] ?? "")]));
@@ -125,9 +176,16 @@ export function predictCommand(): Command {
 
       // Photos: detected on worker threads, classified in batches.
       if (expanded.images.length > 0) {
-        const results = await predictImages(expanded.images, classifier, { tta: o.tta, detector: detectorOptions });
+        const common = { tta: o.tta, detector: detectorOptions, maxFaces: o.maxFaces, saveCrops: cropWriter };
+        const { predictBoxes, predictCrops } = await import("../predict/given.js");
+        const results = o.crops
+          ? await predictCrops(expanded.images, classifier, { ...common, align: o.align })
+          : boxes
+            ? await predictBoxes(expanded.images, boxes.byInput, classifier, { ...common, align: o.align })
+            : await predictImages(expanded.images, classifier, common);
         for (const r of results) {
           if (r.error !== undefined) fail(`${r.file}: ${r.error}`);
+          reportBoxErrors(r.file, r.box_errors);
           if (o.json) out(JSON.stringify(r) + "\n");
           else if (o.csv)
             r.faces.forEach((f, i) =>
@@ -141,10 +199,12 @@ export function predictCommand(): Command {
                 label: f.label,
                 score: f.score,
                 detection_score: f.detection_score,
+                align: f.align,
+                crop: f.crop,
                 ...Object.fromEntries(classes.map((c) => [`p_${c}`, f.probs[c]])),
               }),
             );
-          else if (r.error === undefined) {
+          else if (r.faces.length > 0 || r.error === undefined) {
             if (r.faces.length === 0) out(`${r.file}: no face\n`);
             r.faces.forEach((f, i) =>
               out(`${r.file}  face ${i}  [${f.box.map(Math.round).join(", ")}]  ${f.label} ${(100 * f.score).toFixed(1)} %\n`),
@@ -169,8 +229,13 @@ export function predictCommand(): Command {
         const { predictVideo } = await import("../predict/video.js");
         const { VideoError } = await import("../predict/ffmpeg.js");
         const { writeAbawSubmission } = await import("../predict/abaw.js");
-        // Frames are detected on two worker threads when there are two cores.
-        const detector = availableParallelism() >= 2 ? sharedDetectorPool(2, detectorOptions) : await FaceDetector.create(detectorOptions);
+        // Frames are detected on two worker threads when there are two cores (no detector for given faces aligned by resizing).
+        const needsDetector = !(o.crops || boxes) || (o.align ?? (o.crops ? "resize" : "eyes")) === "eyes";
+        const detector = !needsDetector
+          ? null
+          : availableParallelism() >= 2
+            ? sharedDetectorPool(2, detectorOptions)
+            : await FaceDetector.create(detectorOptions);
         try {
           for (const file of expanded.videos) {
             const annotate = o.annotate ? annotatedName(file, ".mp4") : undefined;
@@ -186,6 +251,10 @@ export function predictCommand(): Command {
                 emaAlpha: o.ema,
                 maxSide: o.maxSide,
                 annotate,
+                maxFaces: o.maxFaces,
+                saveCrops: cropWriter,
+                given: o.crops ? "crops" : boxes ? (boxes.byInput.get(file) ?? []) : undefined,
+                align: o.align,
                 onRow: (r) => {
                   if (o.json) {
                     out((first ? "" : ",") + JSON.stringify(r));
@@ -204,6 +273,7 @@ export function predictCommand(): Command {
               });
               const secs = (performance.now() - started) / 1000;
               if (s.warning) fail(s.warning);
+              reportBoxErrors(file, s.box_errors);
               const { mainLabels, ...summary } = s;
               if (o.json) out(`],"summary":${JSON.stringify({ ...summary, seconds: Math.round(secs * 10) / 10 })}}\n`);
               else if (!o.csv)
