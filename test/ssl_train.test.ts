@@ -19,6 +19,7 @@ import { resolveCacheDir } from "../src/data/prepare.js";
 import { predictProbs, argmaxRows } from "../src/eval/evaluate.js";
 import { defaultDataRoot } from "../src/paths.js";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
+import { disposeCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState } from "../src/train/checkpoint.js";
 import { parseConfig } from "../src/train/config.js";
 import { loadModelFile } from "../src/train/model_file.js";
 import { loadTrainData, train } from "../src/train/trainer.js";
@@ -201,5 +202,29 @@ describe("semi-supervised training on real data", () => {
         .filter((e) => e.event === "pseudo_labels")
         .map((e) => [e.histogram, e.accuracy]);
     assert.deepEqual(pseudo(part), pseudo(full));
+
+    // A checkpoint in the layout ferkit wrote before the loop was split into parts (one
+    // `loop` object for the data order, RNG states, pseudo-label counters and wall time)
+    // resumes to the same end.
+    const old = path.join(work, "resume-old-layout");
+    assert.equal((await train({ config, runDir: old, dataRoot: defaultDataRoot(), progress: false, stopAfter: 6 })).status, "interrupted");
+    const file = path.join(old, "checkpoints", "last.safetensors");
+    const c = loadCheckpoint(file);
+    const p = c.state.parts as Record<string, Record<string, unknown>>;
+    const oldState = {
+      step: c.state.step,
+      config: c.state.config,
+      classes: c.state.classes,
+      scheduler: p.scheduler,
+      algorithm: p.algorithm,
+      best: p.best,
+      loop: { ...p.batches, pseudo: p.pseudo, wallSeconds: p.clock.wallSeconds },
+    };
+    saveCheckpoint(file, { model: c.model, ema: c.ema, optimizer: c.optimizer, state: oldState as unknown as CheckpointState });
+    disposeCheckpoint(c);
+    assert.equal((await train({ runDir: old, resume: true, dataRoot: defaultDataRoot(), progress: false })).status, "completed");
+    assert.deepEqual(metrics(old).test, metrics(full).test);
+    assert.deepEqual(tau(old), tau(full));
+    assert.deepEqual(pseudo(old), pseudo(full));
   });
 });

@@ -19,13 +19,41 @@ export interface CheckpointState {
   /** Class names of the model's outputs, in order. */
   classes: string[];
   optimizer: OptimizerStateDict["meta"];
-  scheduler: unknown;
-  /** Data sampler and augmentation RNG states, and anything else the loop needs to resume. */
-  loop: unknown;
-  /** The algorithm's own state (thresholds, ...). */
-  algorithm: unknown;
-  /** Best validation score so far and its step. */
-  best: { metric: number; step: number } | null;
+  /**
+   * The state of each part of the training loop that keeps one, under the part's key
+   * (`scheduler`, `algorithm`, `batches`, `pseudo`, `clock`, `best`; see src/train/parts.ts).
+   */
+  parts: Record<string, unknown>;
+}
+
+/**
+ * The layout written before the loop was split into parts (one `loop` object for the data
+ * order, RNG and wall time): read as the parts' layout, so runs stopped by an older ferkit
+ * still resume.
+ */
+function upgradeState(s: Record<string, unknown>): CheckpointState {
+  if (s.parts !== undefined) return s as unknown as CheckpointState;
+  const loop = s.loop as Record<string, unknown>;
+  const { step, config, classes, optimizer } = s as unknown as CheckpointState;
+  return {
+    step,
+    config,
+    classes,
+    optimizer,
+    parts: {
+      scheduler: s.scheduler,
+      algorithm: s.algorithm,
+      best: s.best,
+      batches: {
+        sampler: loop.sampler,
+        balancedRng: loop.balancedRng,
+        unlabeledSampler: loop.unlabeledSampler,
+        augmentRng: loop.augmentRng,
+      },
+      pseudo: loop.pseudo,
+      clock: { wallSeconds: loop.wallSeconds },
+    },
+  };
 }
 
 /** What {@link saveCheckpoint} writes. */
@@ -69,7 +97,7 @@ export function loadCheckpoint(file: string): LoadedCheckpoint {
     for (const t of tensors.values()) t.dispose();
     throw new Error(`${file} is a weights file, not a ferkit checkpoint (no training state in its metadata)`);
   }
-  const state = JSON.parse(metadata.ferkit_checkpoint) as CheckpointState;
+  const state = upgradeState(JSON.parse(metadata.ferkit_checkpoint) as Record<string, unknown>);
   const model = new Map<string, Tensor>();
   const ema = new Map<string, Tensor>();
   const optim = new Map<string, Tensor>();

@@ -64,7 +64,7 @@ export class PseudoStats {
     }
   }
 
-  /** The `pseudo_labels` log event of the epoch (fields as documented in the README), then resets. */
+  /** The `pseudo_labels` log event of the epoch (fields as documented in docs/training.md), then resets. */
   flush(epoch: number, step: number, classes: readonly string[]): Record<string, unknown> {
     const c = this.c;
     const maskedTotal = c.masked.reduce((a, b) => a + b, 0);

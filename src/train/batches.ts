@@ -1,0 +1,114 @@
+/**
+ * The batches of a run: which labeled and unlabeled images each step sees (seeded samplers)
+ * and their augmented views (one seeded RNG for every augmentation). Its state (sampler
+ * orders and RNG states) is saved in checkpoints, so a resumed run sees the same batches.
+ */
+import { makeViews } from "../augment/views.js";
+import { gatherImages } from "../data/prepare.js";
+import { ClassBalancedSampler, RandomSampler, Rng, type SamplerState } from "../data/sampler.js";
+import type { LabeledBatch, UnlabeledBatch } from "../ssl/types.js";
+import * as torch from "../torch/index.js";
+import type { Persistent } from "./parts.js";
+import type { Run } from "./run.js";
+
+/** The indices of one step's images. */
+export interface BatchIndices {
+  /** `[B]` indices into the run's labeled images. */
+  labeled: number[];
+  /** `[U]` indices into the unlabeled set, or null for supervised training. */
+  unlabeled: number[] | null;
+}
+
+/** What {@link BatchSource} saves in checkpoints. */
+export interface BatchSourceState {
+  sampler: SamplerState | null;
+  balancedRng: number[] | null;
+  unlabeledSampler: SamplerState | null;
+  augmentRng: number[];
+}
+
+/**
+ * Labeled batches of `train.batchSize` (a fresh permutation each epoch, or class-balanced
+ * draws with `data.balanced`) and unlabeled batches of `uratio * batchSize`, with the weak
+ * and strong views the algorithm asks for. Seeds: labeled order `seed`, augmentation
+ * `seed + 1`, unlabeled order `seed + 2`.
+ */
+export class BatchSource implements Persistent {
+  readonly key = "batches";
+  readonly #run: Run;
+  readonly #sampler: RandomSampler | null;
+  readonly #balanced: ClassBalancedSampler | null;
+  readonly #unlabeledSampler: RandomSampler | null;
+  readonly #augmentRng: Rng;
+  /** Labeled images per step (B). */
+  readonly batchSize: number;
+  /** Unlabeled images per step (U = round(uratio * B)). */
+  readonly unlabeledSize: number;
+
+  constructor(run: Run) {
+    const { config, labeled, unlabeled } = run;
+    this.#run = run;
+    this.batchSize = config.train.batchSize;
+    this.unlabeledSize = Math.round(("uratio" in config.algorithm ? config.algorithm.uratio : 0) * this.batchSize);
+    this.#unlabeledSampler = unlabeled === null ? null : new RandomSampler(unlabeled.n, config.seed + 2);
+    this.#sampler = config.data.balanced ? null : new RandomSampler(labeled.n, config.seed);
+    this.#balanced = config.data.balanced ? new ClassBalancedSampler([...labeled.labels], config.seed) : null;
+    this.#augmentRng = new Rng(config.seed + 1);
+  }
+
+  /** Draws the next step's indices: labeled first, then unlabeled. */
+  next(): BatchIndices {
+    const B = this.batchSize;
+    const labeled = this.#sampler !== null ? this.#sampler.nextBatch(B) : (this.#balanced as ClassBalancedSampler).nextBatch(B);
+    return { labeled, unlabeled: this.#unlabeledSampler?.nextBatch(this.unlabeledSize) ?? null };
+  }
+
+  /**
+   * The tensors of a batch: the labeled images' weak view (or the plain images when
+   * `train.augment` is off) with their labels, then the unlabeled images' views. Call
+   * inside a `tidy` scope: the tensors are the caller's.
+   */
+  views(ix: BatchIndices): { labeled: LabeledBatch; unlabeled: UnlabeledBatch | null } {
+    const { config, labeled, unlabeled, algorithm } = this.#run;
+    const shape = [ix.labeled.length, ...labeled.shape] as const;
+    const pixels = gatherImages(labeled, ix.labeled);
+    const x = config.train.augment
+      ? makeViews({ data: pixels, shape }, this.#augmentRng, { weak: 1, strong: 0 }).weak[0]
+      : torch
+          .fromArray(pixels, [...shape])
+          .float()
+          .div(255);
+    const y = torch.fromArray(
+      Int32Array.from(ix.labeled, (i) => labeled.labels[i]),
+      [ix.labeled.length],
+      "int64",
+    );
+    if (unlabeled === null || ix.unlabeled === null) return { labeled: { x, y }, unlabeled: null };
+    const views = makeViews(
+      { data: gatherImages(unlabeled, ix.unlabeled), shape: [ix.unlabeled.length, ...unlabeled.shape] },
+      this.#augmentRng,
+      {
+        weak: algorithm.weakViews,
+        strong: algorithm.strongViews,
+      },
+    );
+    return { labeled: { x, y }, unlabeled: { weak: views.weak, strong: views.strong, index: Int32Array.from(ix.unlabeled) } };
+  }
+
+  state(): BatchSourceState {
+    return {
+      sampler: this.#sampler?.state() ?? null,
+      balancedRng: this.#balanced?.rng.getState() ?? null,
+      unlabeledSampler: this.#unlabeledSampler?.state() ?? null,
+      augmentRng: this.#augmentRng.getState(),
+    };
+  }
+
+  loadState(state: unknown): void {
+    const s = state as BatchSourceState;
+    if (this.#sampler !== null && s.sampler !== null) this.#sampler.loadState(s.sampler);
+    if (this.#balanced !== null && s.balancedRng !== null) this.#balanced.rng.setState(s.balancedRng);
+    if (this.#unlabeledSampler !== null && s.unlabeledSampler) this.#unlabeledSampler.loadState(s.unlabeledSampler);
+    this.#augmentRng.setState(s.augmentRng);
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Judging a run: validation at each epoch's end, model selection by validation macro-F1
+ * (the ABAW metric), and the algorithm's threshold update from the teacher's predictions
+ * on the labeled training set (DTM, Ada-CM, ...).
+ */
+import { evaluate, predictProbs, type EvalResult } from "../eval/evaluate.js";
+import type { LabeledPredictions } from "../ssl/types.js";
+import type { PreparedSplit } from "../data/prepare.js";
+import type { EpochReport, Persistent, RunPart } from "./parts.js";
+import type { Run } from "./run.js";
+import type { EventWriter } from "./run_log.js";
+
+/** Runs the run's evaluation model (the EMA teacher, or the student) over its splits. */
+export class Evaluation {
+  constructor(readonly run: Run) {}
+
+  /** Metrics on a split, with the config's batch size and flip averaging; the student stays in training mode. */
+  on(split: PreparedSplit): EvalResult {
+    const { evalModel, classes, config, model } = this.run;
+    const r = evaluate(evalModel, split, classes, { batchSize: config.eval.batchSize, tta: config.eval.tta });
+    model.train();
+    return r;
+  }
+
+  /** Validation metrics (config `data.valSplit`). */
+  validate(): EvalResult {
+    return this.on(this.run.val);
+  }
+
+  /** The evaluation model's softmax over the labeled training images (no augmentation), for threshold rules. */
+  labeledPredictions(): LabeledPredictions {
+    const { evalModel, labeled, classes, config, model } = this.run;
+    const probs = predictProbs(evalModel, labeled.images, labeled.shape, { batchSize: config.eval.batchSize });
+    model.train();
+    return { probs, labels: labeled.labels, numClasses: classes.length };
+  }
+}
+
+/** Model selection: the best validation macro-F1 so far, and its step. */
+export class Selection implements Persistent {
+  readonly key = "best";
+  best: { metric: number; step: number } | null = null;
+
+  /** Judges an epoch's validation; a tie keeps the earlier best. */
+  judge(epoch: number, step: number, val: EvalResult): EpochReport {
+    const improved = this.best === null || val.macroF1 > this.best.metric;
+    if (improved) this.best = { metric: val.macroF1, step };
+    return { epoch, step, val, improved, best: this.best as { metric: number; step: number } };
+  }
+
+  state(): unknown {
+    return this.best;
+  }
+
+  loadState(state: unknown): void {
+    this.best = state as { metric: number; step: number } | null;
+  }
+}
+
+/** At each epoch's end, lets the algorithm update its thresholds and logs what it reports (`thresholds` events). */
+export class ThresholdUpdate implements RunPart {
+  constructor(
+    readonly run: Run,
+    readonly evaluation: Evaluation,
+    readonly out: EventWriter,
+  ) {}
+
+  afterEpoch(e: EpochReport): void {
+    const events = this.run.algorithm.epochEnd({
+      epoch: e.epoch,
+      classes: this.run.classes,
+      labeledPredictions: () => this.evaluation.labeledPredictions(),
+    });
+    for (const event of events) this.out.write(event);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * A training run's pieces, built once from its config: the data, the student model, the
+ * EMA teacher, the optimizer and its schedule, and the algorithm. The loop's parts
+ * (src/train/parts.ts and its neighbours) act on a {@link Run}; none of them builds anything.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { PreparedSplit } from "../data/prepare.js";
+import { createModel, type ModelOptions } from "../models/index.js";
+import * as torch from "../torch/index.js";
+import type { nn } from "../torch/index.js";
+import { createAlgorithm, type Algorithm } from "../ssl/index.js";
+import { ConfigError, parseConfig, type TrainConfig } from "./config.js";
+import { loadRunData } from "./data.js";
+import { EmaTeacher } from "./ema.js";
+import { loadModelFile } from "./model_file.js";
+import type { UnlabeledSet } from "./unlabeled.js";
+
+const { optim } = torch;
+
+/** The pieces of one training run. */
+export interface Run {
+  readonly config: TrainConfig;
+  /** The run folder: config.json, log.jsonl, checkpoints/, metrics.json, model.safetensors. */
+  readonly dir: string;
+  /** Class names, in the model's output order. */
+  readonly classes: string[];
+  /** Labeled images trained on (`[n, C, H, W]` uint8): the train split or its few-label subset. */
+  readonly labeled: PreparedSplit;
+  readonly val: PreparedSplit;
+  readonly test: PreparedSplit | null;
+  readonly unlabeled: UnlabeledSet | null;
+  readonly modelOptions: ModelOptions;
+  /** The student, trained by the optimizer. */
+  readonly model: nn.Module;
+  /** The EMA teacher, or null when `train.emaDecay` is 0. */
+  readonly ema: EmaTeacher | null;
+  /** The model that is validated, selected, tested and saved (the teacher when `train.evalWithEma`). */
+  readonly evalModel: nn.Module;
+  readonly optimizer: torch.optim.Optimizer<{ lr: number }>;
+  readonly schedule: torch.optim.LambdaLR;
+  readonly algorithm: Algorithm;
+  /** Optimizer steps done, over every invocation of the run. */
+  step: number;
+}
+
+/** Reads the resolved config of an existing run. @throws ConfigError when the folder holds no run */
+export function readRunConfig(runDir: string): TrainConfig {
+  const file = path.join(runDir, "config.json");
+  if (!existsSync(file)) throw new ConfigError(`${runDir} is not a ferkit run (no config.json)`);
+  return parseConfig(JSON.parse(readFileSync(file, "utf8")), file);
+}
+
+/**
+ * Builds a run's pieces: seeds libtorch, loads the data, creates the model (from
+ * `model.init` for a new run), the teacher, the optimizer, the schedule and the algorithm.
+ * The order is fixed (it decides which random numbers each piece draws).
+ * @param o.fresh false when a checkpoint will overwrite the weights (no `model.init` then)
+ * @throws ConfigError when `model.init` does not fit the config; DataError on unusable data
+ */
+export async function buildRun(
+  config: TrainConfig,
+  o: { dir: string; dataRoot: string; fresh: boolean; log: (line: string) => void; progress: boolean },
+): Promise<Run> {
+  torch.setNumThreads(config.threads);
+  torch.manualSeed(config.seed);
+  const data = await loadRunData(config, o.dataRoot, o.log, o.progress);
+  const modelOptions: ModelOptions = {
+    numClasses: data.classes.length,
+    inChannels: data.labeled.shape[0],
+    dropout: config.model.dropout,
+    width: config.model.width,
+    stem: config.model.stem,
+  };
+  const model = createModel(config.model.name, modelOptions);
+  if (config.model.init !== null && o.fresh) initWeights(model, config.model.init, config, data.classes);
+  const ema = config.train.emaDecay > 0 ? new EmaTeacher(model, createModel(config.model.name, modelOptions), config.train.emaDecay) : null;
+  const optimizer = buildOptimizer(model, config.optimizer);
+  return {
+    config,
+    dir: o.dir,
+    classes: data.classes,
+    labeled: data.labeled,
+    val: data.val,
+    test: data.test,
+    unlabeled: data.unlabeled,
+    modelOptions,
+    model,
+    ema,
+    evalModel: ema !== null && config.train.evalWithEma ? ema.teacher : model,
+    optimizer,
+    schedule: new optim.LambdaLR(optimizer, buildSchedule(config)),
+    algorithm: createAlgorithm(config.algorithm, {
+      numClasses: data.classes.length,
+      numUnlabeled: data.unlabeled?.n ?? 0,
+      labelSmoothing: config.train.labelSmoothing,
+    }),
+    step: 0,
+  };
+}
+
+/** Frees a run's native memory (models and optimizer state). */
+export function disposeRun(run: Run): void {
+  run.optimizer.dispose();
+  run.model.dispose();
+  run.ema?.teacher.dispose();
+}
+
+function buildOptimizer(model: nn.Module, c: TrainConfig["optimizer"]): torch.optim.Optimizer<{ lr: number }> {
+  // No weight decay on biases and BatchNorm parameters (1-D tensors), as in USB.
+  const groups = [
+    { params: model.parameters().filter((p) => p.ndim > 1), weightDecay: c.weightDecay },
+    { params: model.parameters().filter((p) => p.ndim <= 1), weightDecay: 0 },
+  ];
+  if (c.name === "sgd") return new optim.SGD(groups, { lr: c.lr, momentum: c.momentum, nesterov: c.nesterov });
+  const Cls = c.name === "adamw" ? optim.AdamW : optim.Adam;
+  return new Cls(groups, { lr: c.lr, betas: c.betas });
+}
+
+function buildSchedule(c: TrainConfig): torch.optim.LrLambda {
+  if (c.schedule.name === "constant") return optim.constantSchedule();
+  if (c.schedule.name === "fixmatch-cosine") return optim.fixmatchCosine(c.train.steps);
+  return optim.cosineWithWarmup(c.train.steps, c.schedule.warmupSteps, c.schedule.minFactor);
+}
+
+/**
+ * Copies the weights of a trained model (run folder or model file) into `model`.
+ * @throws ConfigError when the file is missing or holds another architecture, width or label space
+ */
+function initWeights(model: nn.Module, from: string, config: TrainConfig, classes: string[]): void {
+  const init = loadModelFile(from);
+  try {
+    const c = init.card;
+    if (c.name !== config.model.name || c.classes.join(",") !== classes.join(",") || (c.options.width ?? 1) !== config.model.width)
+      throw new ConfigError(
+        `model.init ${init.file} is a ${c.name} (width ${c.options.width ?? 1}) over [${c.classes.join(", ")}]; this run trains a ${config.model.name} (width ${config.model.width}) over [${classes.join(", ")}]`,
+      );
+    torch.noGrad(() => model.loadStateDict(init.model.stateDict()));
+  } finally {
+    init.model.dispose();
+  }
+}
