@@ -40,8 +40,13 @@ test("tiny CNN on happy vs surprise beats the majority baseline on PublicTest", 
     });
     assert.equal(r.nTest, 891 + 414);
     assert.ok(r.majorityBaseline > 0.68 && r.majorityBaseline < 0.69);
-    assert.ok(r.test.accuracy >= r.majorityBaseline + 0.08, `accuracy ${r.test.accuracy} vs majority ${r.majorityBaseline}`);
-    assert.ok(r.test.macroF1 >= 0.7, `macro-F1 ${r.test.macroF1}`);
+    // Measured over seeds 0-4 under OpenBLAS's Haswell, SkylakeX and Zen kernels and with
+    // OPENBLAS_CORETYPE unset (20 runs, scripts/kernel-tests.sh runs this file under two of
+    // them): accuracy 87.7-88.7 %, macro-F1 86.1-87.4 %. The bars sit 5 points below the lowest.
+    // (Before the cosine decay the same runs spread from 62.2 to 89.3 % accuracy: seed 0 failed
+    // the old 0.70 macro-F1 bar under Haswell and Zen, 0.658, and passed under SkylakeX.)
+    assert.ok(r.test.accuracy >= r.majorityBaseline + 0.14, `accuracy ${r.test.accuracy} vs majority ${r.majorityBaseline}`);
+    assert.ok(r.test.macroF1 >= 0.81, `macro-F1 ${r.test.macroF1}`);
     assert.equal(r.skippedFiles, 0);
     assert.ok(existsSync(path.join(out, "metrics.json")));
     const saved = loadSafetensors(path.join(out, "model.safetensors"));

@@ -84,7 +84,7 @@ program
         `PublicTest (${r.classes.join(" vs ")}, n=${r.nTest}): accuracy ${pct(r.test.accuracy)}, macro-F1 ${pct(r.test.macroF1)}`,
       );
       console.log(
-        `majority-class baseline accuracy ${pct(r.majorityBaseline)}; seed ${r.seed}, ${r.steps} steps, ${r.trainSeconds.toFixed(1)} s training`,
+        `majority-class baseline accuracy ${pct(r.majorityBaseline)}; seed ${r.seed}, ${r.steps} steps, ${r.trainSeconds.toFixed(1)} s training, OpenBLAS kernel ${r.openblasCoretype}`,
       );
       r.classes.forEach((c, i) =>
         console.log(`  ${c.padEnd(9)} F1 ${pct(r.test.perClass[i].f1)}  (support ${r.test.perClass[i].support})`),

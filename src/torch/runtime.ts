@@ -91,3 +91,12 @@ export function releaseFreeMemory(): boolean {
 export function libtorchVersion(): string {
   return native.version() as string;
 }
+
+/**
+ * OpenBLAS's kernel as the environment forces it (`OPENBLAS_CORETYPE`, e.g. "Haswell"), or
+ * "auto" when OpenBLAS picks it from the CPU. The kernel changes float rounding in matrix
+ * products, and so the numbers of a seeded training: runs record it next to their seed.
+ */
+export function openblasCoretype(): string {
+  return process.env.OPENBLAS_CORETYPE || "auto";
+}

@@ -6,6 +6,7 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { evalJson, type EvalResult } from "../eval/evaluate.js";
+import * as torch from "../torch/index.js";
 import type { Checkpointer } from "./checkpointer.js";
 import type { Evaluation, Selection } from "./evaluation.js";
 import { saveModelFile } from "./model_file.js";
@@ -40,6 +41,7 @@ export function finishRun(
     best_step: best?.step ?? null,
     steps: run.step,
     seed: config.seed,
+    openblas_coretype: torch.openblasCoretype(),
     wall_time_s: wallSeconds,
     model: config.model.name,
     algorithm: run.algorithm.name,

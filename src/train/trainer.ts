@@ -246,5 +246,6 @@ function startEvent(run: Run): Record<string, unknown> {
     unlabeled_sources: run.unlabeled?.sources ?? {},
     unlabeled_skipped: run.unlabeled?.skipped ?? {},
     libtorch: torch.libtorchVersion(),
+    openblas_coretype: torch.openblasCoretype(),
   };
 }
