@@ -8,9 +8,10 @@
  * 2. Faces/s of the whole pipeline (decode a frame file, detect, align or crop, classify) on the
  *    same video frames: ferkit's `predictImages` (its product path: detection on a pool of 2
  *    worker threads kept between calls, one model batch), with BlazeFace's eyes (the default) and
- *    with FaceMesh's, and Human's `detect` with its face detector, mesh and emotion models (its
+ *    with FaceMesh's on libtorch (the default engine), with BlazeFace's eyes on tfjs-wasm
+ *    (`engine: "wasm"`), and Human's `detect` with its face detector, mesh and emotion models (its
  *    emotion pipeline; iris, description, antispoof and liveness off). Rounds alternate between
- *    the three; the medians of the rates and of each round's ratio are printed.
+ *    the four; the medians of the rates and of each round's ratio are printed.
  *
  * Environment: ROUNDS (3), FRAMES (200; 0 skips part 2), SPLITS=all (part 1 also on Training and
  * PublicTest), MODEL (a ferkit model file or run folder instead of the shipped model).
@@ -225,11 +226,13 @@ async function main(): Promise<void> {
       .sort()
       .map((f) => path.join(framesDir, f));
 
-    // ferkit's two landmark sources: BlazeFace's own eyes (predict's default) and FaceMesh's (`--landmarks mesh`).
-    const sources = ["blazeface", "mesh"] as const;
-    const runFerkit = async (landmarks: (typeof sources)[number]): Promise<{ faces: number; seconds: number }> => {
+    // ferkit's two landmark sources: BlazeFace's own eyes (predict's default) and FaceMesh's
+    // (`--landmarks mesh`), both on libtorch (the default engine); and the default on tfjs-wasm.
+    const sources = ["blazeface", "mesh", "wasm"] as const;
+    const runFerkit = async (source: (typeof sources)[number]): Promise<{ faces: number; seconds: number }> => {
       const t = performance.now();
-      const r = await predictImages(frames, classifier, { tta: true, detector: { landmarks } });
+      const detector = source === "wasm" ? { landmarks: "blazeface" as const, engine: "wasm" as const } : { landmarks: source };
+      const r = await predictImages(frames, classifier, { tta: true, detector });
       return { faces: r.reduce((a, x) => a + x.faces.length, 0), seconds: (performance.now() - t) / 1000 };
     };
     const runHuman = async (): Promise<{ faces: number; seconds: number }> => {
@@ -248,12 +251,13 @@ async function main(): Promise<void> {
     // Human's models are).
     await runHuman();
     for (const s of sources) await runFerkit(s);
-    const rates: Record<"mesh" | "blazeface" | "human", number[]> = { mesh: [], blazeface: [], human: [] };
-    const faces: Record<"mesh" | "blazeface" | "human", number> = { mesh: 0, blazeface: 0, human: 0 };
+    const rates: Record<"mesh" | "blazeface" | "wasm" | "human", number[]> = { mesh: [], blazeface: [], wasm: [], human: [] };
+    const faces: Record<"mesh" | "blazeface" | "wasm" | "human", number> = { mesh: 0, blazeface: 0, wasm: 0, human: 0 };
     for (let r = 0; r < ROUNDS; r++) {
       for (const [name, run] of [
         ["blazeface", () => runFerkit("blazeface")],
         ["mesh", () => runFerkit("mesh")],
+        ["wasm", () => runFerkit("wasm")],
         ["human", runHuman],
       ] as const) {
         const x = await run();
@@ -261,7 +265,7 @@ async function main(): Promise<void> {
         rates[name].push(x.faces / x.seconds);
       }
       console.log(
-        `  round ${r + 1}: ferkit ${rates.blazeface[r].toFixed(1)} faces/s (BlazeFace eyes), ${rates.mesh[r].toFixed(1)} (FaceMesh eyes); Human ${rates.human[r].toFixed(1)} faces/s`,
+        `  round ${r + 1}: ferkit ${rates.blazeface[r].toFixed(1)} faces/s (BlazeFace eyes), ${rates.mesh[r].toFixed(1)} (FaceMesh eyes), ${rates.wasm[r].toFixed(1)} (BlazeFace eyes on tfjs-wasm); Human ${rates.human[r].toFixed(1)} faces/s`,
       );
     }
     // The machine's speed drifts between rounds; a round's ratio compares runs made back to back.
@@ -270,11 +274,14 @@ async function main(): Promise<void> {
     const h = median(rates.human);
     const ratio = median(rates.blazeface.map((x, r) => x / rates.human[r]));
     const ratioMesh = median(rates.mesh.map((x, r) => x / rates.human[r]));
+    const fw = median(rates.wasm);
+    const ratioWasm = median(rates.wasm.map((x, r) => x / rates.human[r]));
     console.log(
       `\nfull pipeline on ${frames.length} frames (faces found by ferkit ${faces.blazeface} / ${faces.mesh}, classified by Human ${faces.human}), medians of ${ROUNDS} rounds:`,
     );
     console.log(`  ferkit, BlazeFace eyes (default): ${f.toFixed(1)} faces/s, ratio to Human ${ratio.toFixed(2)}`);
     console.log(`  ferkit, FaceMesh eyes:            ${fm.toFixed(1)} faces/s, ratio to Human ${ratioMesh.toFixed(2)}`);
+    console.log(`  ferkit, BlazeFace eyes on wasm:   ${fw.toFixed(1)} faces/s, ratio to Human ${ratioWasm.toFixed(2)}`);
     console.log(`  Human:                            ${h.toFixed(1)} faces/s`);
     console.log(
       JSON.stringify({
@@ -285,6 +292,8 @@ async function main(): Promise<void> {
         human_faces_s: h,
         ratio,
         ratio_mesh: ratioMesh,
+        ferkit_wasm_faces_s: fw,
+        ratio_wasm: ratioWasm,
       }),
     );
   } finally {

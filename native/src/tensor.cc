@@ -1,5 +1,6 @@
 // Tensor creation, read-back, metadata, views and indexing, autograd, and the
 // process-wide runtime switches (grad mode, inference mode, seeds, threads).
+#include <dlfcn.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/function.h>
@@ -309,6 +310,23 @@ std::vector<OpDef> RuntimeOps() {
         at::set_num_threads(static_cast<int>(n));
       }),
       {"getNumThreads", [](Args& a) -> Napi::Value { return Napi::Number::New(a.env, at::get_num_threads()); }},
+      // OpenBLAS (behind libtorch's matrix products and its single-threaded 1x1 convolutions)
+      // keeps one thread pool for the whole process, apart from libtorch's OpenMP threads. Looked
+      // up at run time: another BLAS has no such call, and then these report false / -1.
+      {"setBlasThreads", [](Args& a) -> Napi::Value {
+         using Fn = void (*)(int);
+         static auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+         auto n = a.I(0);
+         TORCH_CHECK(n >= 1, "setBlasThreads: need at least 1 thread, got ", n);
+         if (fn == nullptr) return Napi::Boolean::New(a.env, false);
+         fn(static_cast<int>(n));
+         return Napi::Boolean::New(a.env, true);
+       }},
+      {"getBlasThreads", [](Args& a) -> Napi::Value {
+         using Fn = int (*)();
+         static auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+         return Napi::Number::New(a.env, fn == nullptr ? -1 : fn());
+       }},
       {"liveTensors", [](Args& a) -> Napi::Value { return Napi::Number::New(a.env, static_cast<double>(LiveHandles())); }},
       // glibc keeps freed tensor memory in its heaps, and fragmentation lets resident memory
       // creep up over a long training run; malloc_trim hands every free page back to the OS.

@@ -81,7 +81,8 @@ export async function preparePool(pool: UnlabeledPool, o: PoolPrepareOptions): P
       mode: align,
       size: o.size,
       channels: o.channels,
-      faces: align === "detect" ? "blazeface+facemesh (square input), FER2013_TEMPLATE v1" : null,
+      // The engine is part of the key: libtorch and tfjs-wasm give faces that differ by rounding.
+      faces: align === "detect" ? "blazeface+facemesh on libtorch (square input), FER2013_TEMPLATE v1" : null,
     },
     produce: async (f) => {
       if (align === "detect") return detectAligned(f, o.size, o.channels, progress, log);

@@ -1,8 +1,10 @@
 /**
  * Face detection with eye landmarks, on the models that ship inside the `@vladmandic/human` npm
- * package, run by `@tensorflow/tfjs-backend-wasm` (single-threaded WebAssembly with SIMD). Nothing
- * is downloaded at run time: the model files are read from `node_modules` with a `file://` loader
- * registered here, and the `.wasm` binaries come from the tfjs-backend-wasm package.
+ * package, run by ferkit's libtorch engine (the default, src/faces/blazeface.ts) or by
+ * `@tensorflow/tfjs-backend-wasm` through Human (`engine: "wasm"`: single-threaded WebAssembly
+ * with SIMD). Nothing is downloaded at run time: the model files are read from `node_modules`
+ * (with a `file://` loader registered here for tfjs), and the `.wasm` binaries come from the
+ * tfjs-backend-wasm package.
  *
  * Models:
  * - detector: MediaPipe BlazeFace, the "back camera" (full-range) 256x256 variant, which gives a
@@ -21,6 +23,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Config, FaceResult, Human as HumanInstance } from "@vladmandic/human";
 import { applyAffine, eyeAngle, invertAffine, warpAffine, type Affine } from "./align.js";
+import type { BlazeFace } from "./blazeface.js";
 
 const require = createRequire(import.meta.url);
 
@@ -91,6 +94,15 @@ export interface FaceDetectorOptions {
   pad?: number;
   /** FaceMesh passes with `landmarks: "mesh"` (default 1); 2 re-runs it on a crop levelled by the first pass's eyes (more precise, 14 ms more per face). */
   meshPasses?: 1 | 2;
+  /**
+   * What runs the two models: `"libtorch"` (the default: ferkit's engine, through
+   * {@link BlazeFace}; 1.4-1.6x faster per photo on one thread, measured on 200 LFW/UTKFace photos:
+   * 13.6 against 19.5 ms) or `"wasm"` (tfjs' WebAssembly backend through `@vladmandic/human`, the
+   * reference the libtorch path was checked against: the same faces on those 200 photos, eye
+   * points within 0.15 px at the median and 2.2 px at the 99th percentile, where two overlapping
+   * anchors score nearly alike and the other one wins).
+   */
+  engine?: "libtorch" | "wasm";
   /** Directory holding `blazeface.json` / `facemesh.json` and their `.bin` weights (default: the installed `@vladmandic/human/models`). */
   modelDir?: string;
   /** Directory holding `tfjs-backend-wasm*.wasm` (default: the installed `@tensorflow/tfjs-backend-wasm/dist`). */
@@ -162,12 +174,45 @@ function registerFileLoader(tf: Tf): void {
   });
 }
 
-/** Copies an RGB image into the centre of a larger one filled with `fill`. */
-function padImage(data: Uint8Array, width: number, height: number, px: number, py: number, fill: number): Uint8Array {
-  const w2 = width + 2 * px;
-  const out = new Uint8Array(w2 * (height + 2 * py) * 3).fill(fill);
-  for (let r = 0; r < height; r++) out.set(data.subarray(r * width * 3, (r + 1) * width * 3), ((r + py) * w2 + px) * 3);
+/** Copies an RGB image into a larger one filled with `fill`, with `[before, after]` pixels of border on x and on y. */
+function padImage(data: Uint8Array, width: number, height: number, px: [number, number], py: [number, number], fill: number): Uint8Array {
+  const w2 = width + px[0] + px[1];
+  const out = new Uint8Array(w2 * (height + py[0] + py[1]) * 3).fill(fill);
+  for (let r = 0; r < height; r++) out.set(data.subarray(r * width * 3, (r + 1) * width * 3), ((r + py[0]) * w2 + px[0]) * 3);
   return out;
+}
+
+/** A detection with the square FaceMesh crop around it (dropped before faces are returned). */
+type FaceWithCrop = DetectedFace & { crop: { cx: number; cy: number; side: number } };
+
+/**
+ * A face from BlazeFace's square box (centre and side, photo pixels, not clipped) and its 6
+ * keypoints; the box is clipped to the photo.
+ * @returns null when the box lies outside the photo
+ */
+function squareFace(
+  pts: Point2[],
+  cx: number,
+  cy: number,
+  side: number,
+  score: number,
+  width: number,
+  height: number,
+): FaceWithCrop | null {
+  const x0 = Math.max(0, cx - side / 2);
+  const y0 = Math.max(0, cy - side / 2);
+  const w = Math.min(width, cx + side / 2) - x0;
+  const h = Math.min(height, cy + side / 2) - y0;
+  if (w <= 0 || h <= 0) return null;
+  return {
+    box: [x0, y0, w, h],
+    score,
+    leftEye: pts[BLAZE_LEFT_EYE],
+    rightEye: pts[BLAZE_RIGHT_EYE],
+    landmarks: pts,
+    landmarkSource: "blazeface",
+    crop: { cx, cy, side: side * MESH_BOX_SCALE },
+  };
 }
 
 function mean(points: readonly (readonly number[])[], indices: readonly number[]): Point2 {
@@ -197,8 +242,11 @@ export class FaceDetector {
   private disposed = false;
 
   private constructor(
-    private readonly human: HumanInstance,
-    private readonly tf: Tf,
+    /** The libtorch engine's models, or null on the wasm engine. */
+    private readonly torchModels: BlazeFace | null,
+    /** The wasm engine's Human instance, tfjs and FaceMesh model (null on the libtorch engine). */
+    private readonly human: HumanInstance | null,
+    private readonly tf: Tf | null,
     private readonly mesh: GraphModel | null,
     private readonly opts: Required<Omit<FaceDetectorOptions, "modelDir" | "wasmDir">>,
   ) {}
@@ -217,6 +265,7 @@ export class FaceDetector {
       landmarks: options.landmarks ?? "mesh",
       pad: options.pad ?? 0.25,
       meshPasses: options.meshPasses ?? 1,
+      engine: options.engine ?? "libtorch",
     };
     if (opts.meshPasses !== 1 && opts.meshPasses !== 2)
       throw new RangeError(`FaceDetector: meshPasses must be 1 or 2, got ${opts.meshPasses}`);
@@ -229,6 +278,7 @@ export class FaceDetector {
       throw new RangeError(`FaceDetector: iouThreshold must be in (0, 1], got ${opts.iouThreshold}`);
     if (opts.landmarks !== "blazeface" && opts.landmarks !== "mesh")
       throw new RangeError(`FaceDetector: unknown landmarks "${String(opts.landmarks)}"`);
+    if (opts.engine !== "libtorch" && opts.engine !== "wasm") throw new RangeError(`FaceDetector: unknown engine "${String(opts.engine)}"`);
     const paths = packagePaths();
     const modelDir = path.resolve(options.modelDir ?? paths.models);
     const wasmDir = path.resolve(options.wasmDir ?? paths.wasm);
@@ -239,6 +289,10 @@ export class FaceDetector {
       } catch (err) {
         throw new Error(`FaceDetector: model file ${path.join(modelDir, f)} is not readable: ${(err as Error).message}`, { cause: err });
       }
+    }
+    if (opts.engine === "libtorch") {
+      const { BlazeFace } = await import("./blazeface.js");
+      return new FaceDetector(BlazeFace.load(modelDir, wantMesh), null, null, null, opts);
     }
     // human.node-wasm.js requires @tensorflow/tfjs-core, -converter and -backend-wasm (CommonJS).
     const { Human } = require(path.join(paths.humanDist, "human.node-wasm.js")) as HumanModule;
@@ -302,7 +356,7 @@ export class FaceDetector {
         throw new Error(`FaceDetector: model facemesh failed to load from ${modelDir}: ${(err as Error).message}`, { cause: err });
       }
     }
-    return new FaceDetector(human, tf, mesh, opts);
+    return new FaceDetector(null, human, tf, mesh, opts);
   }
 
   /**
@@ -324,40 +378,62 @@ export class FaceDetector {
       throw new RangeError(`FaceDetector.detect: bad image size ${width}x${height}`);
     if (!(data instanceof Uint8Array) || data.length !== width * height * 3)
       throw new RangeError(`FaceDetector.detect: expected ${width * height * 3} RGB bytes for ${width}x${height}, got ${data?.length}`);
-    // Grey border on every side, then the short side padded up to a square: Human maps BlazeFace's
-    // boxes and points back correctly only for square inputs (on a 500x250 photo a face's box came
-    // back with y squeezed by 1/2).
+    // A grey border on every side (see `pad`), then the short side padded up to a square.
     const side = Math.round(Math.max(width, height) * (1 + 2 * this.opts.pad));
-    const px = Math.round((side - width) / 2);
-    const py = Math.round((side - height) / 2);
-    const padded = px || py ? padImage(data, width, height, px, py, 128) : data;
-    const input = this.tf.tensor(padded, [1, height + 2 * py, width + 2 * px, 3], "int32");
-    let result;
-    try {
-      result = await this.human.detect(input as never);
-    } finally {
-      input.dispose();
-    }
-    if (result.error) throw new Error(`FaceDetector.detect: ${result.error}`);
+    const found = this.torchModels ? this.detectTorch(image, side) : await this.detectWasm(image, side);
     const faces: DetectedFace[] = [];
-    for (const f of result.face as FaceResult[]) {
-      const face = this.fromBlazeFace(f, px, py, width, height);
+    for (const face of found) {
       if (!face || face.score < this.opts.minScore || Math.min(face.box[2], face.box[3]) < this.opts.minFaceSize) continue;
-      faces.push(this.mesh ? await this.refineWithMesh(face.crop, face, image) : face);
+      faces.push(this.opts.landmarks === "mesh" ? await this.refineWithMesh(face.crop, face, image) : face);
     }
     for (const f of faces) delete (f as Partial<typeof f & { crop: unknown }>).crop;
     faces.sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
     return faces;
   }
 
+  /** BlazeFace on libtorch, on the photo padded to an exact `side x side` square. */
+  private detectTorch(image: RgbImage, side: number): (FaceWithCrop | null)[] {
+    const { data, width, height } = image;
+    const px = Math.floor((side - width) / 2);
+    const py = Math.floor((side - height) / 2);
+    const padded = padImage(data, width, height, [px, side - width - px], [py, side - height - py], 128);
+    const { minScore, iouThreshold, maxFaces } = this.opts;
+    return (this.torchModels as BlazeFace).detect(padded, side, { minScore, iouThreshold, maxFaces }).map((d) =>
+      squareFace(
+        d.keypoints.map(([x, y]) => [x - px, y - py] as Point2),
+        d.cx - px,
+        d.cy - py,
+        d.side,
+        d.score,
+        width,
+        height,
+      ),
+    );
+  }
+
+  /** BlazeFace through Human on tfjs-wasm: the photo padded to (nearly) a square, as Human maps boxes right only for square inputs. */
+  private async detectWasm(image: RgbImage, side: number): Promise<(FaceWithCrop | null)[]> {
+    const { data, width, height } = image;
+    const tf = this.tf as Tf;
+    // Grey border on every side, then the short side padded up to a square: Human maps BlazeFace's
+    // boxes and points back correctly only for square inputs (on a 500x250 photo a face's box came
+    // back with y squeezed by 1/2).
+    const px = Math.round((side - width) / 2);
+    const py = Math.round((side - height) / 2);
+    const padded = px || py ? padImage(data, width, height, [px, px], [py, py], 128) : data;
+    const input = tf.tensor(padded, [1, height + 2 * py, width + 2 * px, 3], "int32");
+    let result;
+    try {
+      result = await (this.human as HumanInstance).detect(input as never);
+    } finally {
+      input.dispose();
+    }
+    if (result.error) throw new Error(`FaceDetector.detect: ${result.error}`);
+    return (result.face as FaceResult[]).map((f) => this.fromBlazeFace(f, px, py, width, height));
+  }
+
   /** Converts Human's BlazeFace result (in padded-image pixels) to original-image pixels. */
-  private fromBlazeFace(
-    f: FaceResult,
-    px: number,
-    py: number,
-    width: number,
-    height: number,
-  ): (DetectedFace & { crop: { cx: number; cy: number; side: number } }) | null {
+  private fromBlazeFace(f: FaceResult, px: number, py: number, width: number, height: number): FaceWithCrop | null {
     const pts = f.mesh.map((p) => [p[0] - px, p[1] - py] as Point2);
     if (pts.length < 6) return null;
     // Human clips its (square) box to the padded image; rebuild the unclipped square from the
@@ -366,22 +442,7 @@ export class FaceDetector {
     const [bx, by, bw, bh] = f.box;
     const centre = (start: number, len: number, limit: number) =>
       start <= 0 ? start + len - side / 2 : start + len >= limit ? start + side / 2 : start + len / 2;
-    const cx = centre(bx, bw, width + 2 * px) - px;
-    const cy = centre(by, bh, height + 2 * py) - py;
-    const x0 = Math.max(0, cx - side / 2);
-    const y0 = Math.max(0, cy - side / 2);
-    const w = Math.min(width, cx + side / 2) - x0;
-    const h = Math.min(height, cy + side / 2) - y0;
-    if (w <= 0 || h <= 0) return null;
-    return {
-      box: [x0, y0, w, h],
-      score: f.boxScore,
-      leftEye: pts[BLAZE_LEFT_EYE],
-      rightEye: pts[BLAZE_RIGHT_EYE],
-      landmarks: pts,
-      landmarkSource: "blazeface",
-      crop: { cx, cy, side: side * MESH_BOX_SCALE },
-    };
+    return squareFace(pts, centre(bx, bw, width + 2 * px) - px, centre(by, bh, height + 2 * py) - py, side, f.boxScore, width, height);
   }
 
   /**
@@ -407,31 +468,35 @@ export class FaceDetector {
       const pixels = warpAffine(image.data, image.width, image.height, m, MESH_INPUT, 3, { border: "constant", fill: 128 });
       const input = new Float32Array(pixels.length);
       for (let i = 0; i < pixels.length; i++) input[i] = pixels[i] / 255;
-      const t = this.tf.tensor(input, [1, MESH_INPUT, MESH_INPUT, 3], "float32");
-      let outputs: TfTensor[] = [];
-      try {
-        const out = (this.mesh as GraphModel).execute(t);
-        outputs = Array.isArray(out) ? out : [out];
-        const coordsT = outputs.find((o) => o.shape[o.shape.length - 1] === 1404);
-        const scoreT = outputs.find((o) => o.shape[o.shape.length - 1] === 1);
-        if (!coordsT || !scoreT)
-          throw new Error(`FaceDetector: unexpected FaceMesh outputs ${outputs.map((o) => `[${o.shape}]`).join(" ")}`);
-        const score = (await scoreT.data())[0];
-        if (!(score >= this.opts.minScore)) break; // keep the previous (or BlazeFace's) landmarks
-        const raw = await coordsT.data();
-        const inv = invertAffine(m);
-        const pts: Point2[] = [];
-        for (let i = 0; i < 468; i++) pts.push(applyAffine(inv, [raw[3 * i] / MESH_INPUT, raw[3 * i + 1] / MESH_INPUT]));
-        best = { pts, score };
-        leftEye = mean(pts, MESH_LEFT_EYE);
-        rightEye = mean(pts, MESH_RIGHT_EYE);
-      } finally {
-        t.dispose();
-        for (const o of outputs) o.dispose();
-      }
+      const { coords: raw, score } = await this.meshPoints(input);
+      if (!(score >= this.opts.minScore)) break; // keep the previous (or BlazeFace's) landmarks
+      const inv = invertAffine(m);
+      const pts: Point2[] = [];
+      for (let i = 0; i < 468; i++) pts.push(applyAffine(inv, [raw[3 * i] / MESH_INPUT, raw[3 * i + 1] / MESH_INPUT]));
+      best = { pts, score };
+      leftEye = mean(pts, MESH_LEFT_EYE);
+      rightEye = mean(pts, MESH_RIGHT_EYE);
     }
     if (!best) return face;
     return { ...face, leftEye, rightEye, landmarks: best.pts, landmarkSource: "mesh", meshScore: best.score };
+  }
+
+  /** FaceMesh's 1404 coordinates (468 x [x, y, z], crop pixels) and score for a `[192, 192, 3]` crop in [0, 1]. */
+  private async meshPoints(input: Float32Array): Promise<{ coords: Float32Array | Int32Array | Uint8Array; score: number }> {
+    if (this.torchModels) return this.torchModels.meshPoints(input, MESH_INPUT);
+    const t = (this.tf as Tf).tensor(input, [1, MESH_INPUT, MESH_INPUT, 3], "float32");
+    let outputs: TfTensor[] = [];
+    try {
+      const out = (this.mesh as GraphModel).execute(t);
+      outputs = Array.isArray(out) ? out : [out];
+      const coordsT = outputs.find((o) => o.shape[o.shape.length - 1] === 1404);
+      const scoreT = outputs.find((o) => o.shape[o.shape.length - 1] === 1);
+      if (!coordsT || !scoreT) throw new Error(`FaceDetector: unexpected FaceMesh outputs ${outputs.map((o) => `[${o.shape}]`).join(" ")}`);
+      return { coords: await coordsT.data(), score: (await scoreT.data())[0] };
+    } finally {
+      t.dispose();
+      for (const o of outputs) o.dispose();
+    }
   }
 
   /**
@@ -442,5 +507,6 @@ export class FaceDetector {
     if (this.disposed) return;
     this.disposed = true;
     this.mesh?.dispose();
+    this.torchModels?.dispose();
   }
 }

@@ -1,11 +1,13 @@
 /**
- * A pool of worker threads, each holding one {@link FaceDetector}: tfjs-backend-wasm runs a single
- * thread in Node, so parallel detection needs one detector per thread. The pool stays up between
+ * A pool of worker threads, each holding one {@link FaceDetector} that runs on one core (libtorch
+ * with one thread, or tfjs-backend-wasm, which runs a single thread in Node), so parallel
+ * detection needs one detector per thread. The pool stays up between
  * calls (the models load once, about 0.3 s per worker) and does not keep the process alive while
  * it is idle. Photos are decoded inside the workers; video frames are sent as RGB pixels.
  */
 import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import * as torch from "../torch/index.js";
 import { FaceDetector, type DetectedFace, type FaceDetectorOptions, type RgbImage } from "./detector.js";
 import { checkAlignOptions, decodeSafely, detectDecoded, type Detects, type FileResult, type PhotoOptions } from "./photos.js";
 
@@ -35,6 +37,10 @@ export class DetectorPool implements Detects {
   private nextId = 0;
   private broken: Error | null = null;
   private closed = false;
+  /** Jobs posted and not yet answered, over every worker. */
+  private inflight = 0;
+  /** The workers run libtorch (the default engine), so OpenBLAS is held at one thread while they work. */
+  private readonly onLibtorch: boolean;
 
   /**
    * Starts the workers (they load their models in the background).
@@ -47,6 +53,7 @@ export class DetectorPool implements Detects {
     readonly detector: FaceDetectorOptions = {},
   ) {
     if (!(Number.isInteger(size) && size >= 1)) throw new RangeError(`DetectorPool: size must be an integer >= 1, got ${size}`);
+    this.onLibtorch = (detector.engine ?? "libtorch") === "libtorch";
     for (let i = 0; i < size; i++) {
       const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { kind: WORKER_KIND, detector } });
       const slot: Slot = { worker, inflight: new Map() };
@@ -56,6 +63,7 @@ export class DetectorPool implements Detects {
         if (!job) return;
         slot.inflight.delete(m.id);
         if (slot.inflight.size === 0) worker.unref();
+        this.jobDone();
         if (m.error !== undefined) job.reject(new Error(m.error));
         else job.resolve((m.type === "file" ? m.result : m.faces) as never);
       });
@@ -120,6 +128,7 @@ export class DetectorPool implements Detects {
       }
       slot.inflight.set(id, { resolve: resolve as (value: never) => void, reject });
       slot.worker.ref(); // pending work keeps the process alive
+      if (this.inflight++ === 0 && this.onLibtorch) holdBlasThreads();
     });
   }
 
@@ -131,13 +140,40 @@ export class DetectorPool implements Detects {
     forgetShared(this);
   }
 
+  /** One job answered (or dropped): the last one lets OpenBLAS have its threads back. */
+  private jobDone(): void {
+    if (this.inflight > 0 && --this.inflight === 0 && this.onLibtorch) releaseBlasThreads();
+  }
+
   private rejectAll(err: Error): void {
     for (const s of this.slots) {
       for (const job of s.inflight.values()) job.reject(err);
       s.inflight.clear();
       s.worker.unref();
     }
+    if (this.inflight > 0 && this.onLibtorch) releaseBlasThreads();
+    this.inflight = 0;
   }
+}
+
+/**
+ * OpenBLAS has one thread pool for the whole process. Detection workers that each run libtorch
+ * on one core contend for it when it has more threads (BlazeFace: 24 ms per photo per worker on
+ * 2 workers, 15 ms with OpenBLAS at one thread), so it is held at one thread while any pool has
+ * libtorch jobs in flight, and given back its count when the last one is answered.
+ */
+let blasHolds = 0;
+let blasSaved = -1;
+
+function holdBlasThreads(): void {
+  if (blasHolds++ > 0) return;
+  blasSaved = torch.getBlasThreads();
+  if (blasSaved > 1) torch.setBlasThreads(1);
+}
+
+function releaseBlasThreads(): void {
+  if (blasHolds === 0 || --blasHolds > 0) return;
+  if (blasSaved > 1) torch.setBlasThreads(blasSaved);
 }
 
 const shared = new Map<string, DetectorPool>();
@@ -173,6 +209,8 @@ async function workerMain(options: FaceDetectorOptions): Promise<void> {
   const port = parentPort;
   if (!port) return;
   const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+  // One core per worker: libtorch's OpenMP threads would otherwise follow the main thread's count.
+  if ((options.engine ?? "libtorch") === "libtorch") torch.setNumThreads(1);
   const ready = FaceDetector.create(options);
   ready.catch((err: Error) => post({ type: "fatal", message: err.message }));
   port.on("message", (m: ToWorker) => {
