@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const classes = opened.dataset.space.classes;
 
   // Human's emotion model, loaded from the installed package through tfjs (wasm backend).
-  const detector = await FaceDetector.create(); // starts tfjs-wasm and its file:// model loader
+  const detector = await FaceDetector.create({ engine: "wasm" }); // starts tfjs-wasm and its file:// model loader, which Human uses below
   const humanDist = path.dirname(require.resolve("@vladmandic/human"));
   const { Human } = require(path.join(humanDist, "human.node-wasm.js")) as { Human: new (c: Any) => Any };
   const modelDir = path.join(humanDist, "..", "models");

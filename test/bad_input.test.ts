@@ -313,6 +313,17 @@ describe("links in folder trees (issue #21 item 2)", () => {
     assert.equal(new Set(pool.samples.map((s) => s.path)).size, 7);
     assert.equal(pool.samples.filter((s) => s.source === "happy").length, 5, "the inner root keeps its own source");
     assert.ok(pool.skipped.counts.duplicate_folder >= 2);
+    // A root two levels inside another: the folder between them is walked (its own image kept),
+    // only the inner root is skipped there.
+    const outer = path.join(work, "nested-roots");
+    mkdirSync(path.join(outer, "b", "c"), { recursive: true });
+    const [i0, i1, i2] = ferImages(3, 3);
+    copyFileSync(i0, path.join(outer, "top.png"));
+    copyFileSync(i1, path.join(outer, "b", "between.png"));
+    copyFileSync(i2, path.join(outer, "b", "c", "inner.png"));
+    const nested = readImagePool([outer, path.join(outer, "b", "c")]);
+    assert.deepEqual(nested.samples.map((s) => path.basename(s.path)).sort(), ["between.png", "inner.png", "top.png"]);
+    assert.equal(nested.skipped.counts.link_loop ?? 0, 0);
   });
 });
 

@@ -58,13 +58,16 @@ export class VisitedPaths {
 
   /**
    * Why the folder at real path `real`, met inside the folder at real path `realParent`, is
-   * not to be walked: `link_loop` (see {@link isLoop}), `duplicate_folder` when it was walked
-   * already or is claimed; else null.
+   * not to be walked: `link_loop` (see {@link isLoop}; for a plain folder only when it is the
+   * parent itself or an ancestor), `duplicate_folder` when it was walked already or is claimed;
+   * else null.
    */
-  folderSkip(real: string, realParent: string): "link_loop" | "duplicate_folder" | null {
+  folderSkip(real: string, realParent: string, isLink = true): "link_loop" | "duplicate_folder" | null {
     if (isAncestorOrSelf(real, realParent)) return "link_loop";
     if (this.folders.has(real) || this.claimed.has(real)) return "duplicate_folder";
-    return this.isLoop(real, realParent) ? "link_loop" : null;
+    // A plain sub-folder above a claimed root (roots A and A/b/c: A/b) is walked; only the
+    // claimed folder inside it is skipped. A link there would read the roots again from above.
+    return isLink && this.isLoop(real, realParent) ? "link_loop" : null;
   }
 }
 
@@ -175,7 +178,7 @@ export function walkImages(dir: string, skipped: SkipLog, what = "pool", visited
         }
       }
       if (st.isDirectory()) {
-        const skip = visited.folderSkip(real, realD);
+        const skip = visited.folderSkip(real, realD, isLink);
         if (skip === null) visit(full, real, false);
         else skipped.add(skip, full, `-> ${real}`);
       } else if (!isImageName(e.name)) skipped.add("not_an_image", full);

@@ -53,26 +53,36 @@ function anchors(): Float32Array {
  */
 function oneThread<T>(fn: () => T): T {
   const threads = torch.getNumThreads();
-  const blas = torch.getBlasThreads();
   if (threads !== 1) torch.setNumThreads(1);
-  if (blas > 1) torch.setBlasThreads(1);
   try {
-    return torch.tidy(fn);
+    return torch.withBlasThreads(1, () => torch.tidy(fn));
   } finally {
     if (threads !== 1) torch.setNumThreads(threads);
-    if (blas > 1) torch.setBlasThreads(blas);
   }
 }
 
-/** Intersection over union of boxes i and j of a `[n, 4]` (x0, y0, x1, y1) array. */
+/**
+ * Intersection over union of boxes i and j of a `[n, 4]` array of corners (x0, y0, x1, y1), each
+ * box's corners put in order first, as tfjs does.
+ */
 function iou(b: Float32Array, i: number, j: number): number {
-  const areaI = (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
-  const areaJ = (b[4 * j + 2] - b[4 * j]) * (b[4 * j + 3] - b[4 * j + 1]);
+  const box = (k: number) => [
+    Math.min(b[4 * k], b[4 * k + 2]),
+    Math.min(b[4 * k + 1], b[4 * k + 3]),
+    Math.max(b[4 * k], b[4 * k + 2]),
+    Math.max(b[4 * k + 1], b[4 * k + 3]),
+  ];
+  const [p, q] = [box(i), box(j)];
+  const areaI = (p[2] - p[0]) * (p[3] - p[1]);
+  const areaJ = (q[2] - q[0]) * (q[3] - q[1]);
   if (areaI <= 0 || areaJ <= 0) return 0;
-  const w = Math.max(Math.min(b[4 * i + 2], b[4 * j + 2]) - Math.max(b[4 * i], b[4 * j]), 0);
-  const h = Math.max(Math.min(b[4 * i + 3], b[4 * j + 3]) - Math.max(b[4 * i + 1], b[4 * j + 1]), 0);
+  const w = Math.max(Math.min(p[2], q[2]) - Math.max(p[0], q[0]), 0);
+  const h = Math.max(Math.min(p[3], q[3]) - Math.max(p[1], q[1]), 0);
   return (w * h) / (areaI + areaJ - w * h);
 }
+
+/** Resize grids kept per detector: a few input sides recur (a video's frames, a folder of same-size photos). */
+const GRID_CACHE = 4;
 
 /**
  * Greedy non-maximum suppression as tfjs's `image.nonMaxSuppression`: candidates above
@@ -184,7 +194,15 @@ export class BlazeFace {
   /** The sampling grid of TensorFlow's bilinear resize (no half-pixel centres) from `side` to 256. */
   #grid(side: number): Tensor {
     let g = this.#grids.get(side);
-    if (g === undefined) {
+    if (g !== undefined) {
+      this.#grids.delete(side); // most recently used last
+      this.#grids.set(side, g);
+    } else {
+      if (this.#grids.size >= GRID_CACHE) {
+        const [oldest, t] = this.#grids.entries().next().value as [number, Tensor];
+        this.#grids.delete(oldest);
+        t.dispose();
+      }
       const out = BLAZEFACE_INPUT;
       const coord = Float32Array.from({ length: out }, (_, o) => (2 * ((o * side) / out) + 1) / side - 1);
       const grid = new Float32Array(out * out * 2);

@@ -39,6 +39,8 @@ export class DetectorPool implements Detects {
   private closed = false;
   /** Jobs posted and not yet answered, over every worker. */
   private inflight = 0;
+  /** This pool holds OpenBLAS at one thread (see {@link holdBlasThreads}). */
+  private holding = false;
   /** The workers run libtorch (the default engine), so OpenBLAS is held at one thread while they work. */
   private readonly onLibtorch: boolean;
 
@@ -112,6 +114,7 @@ export class DetectorPool implements Detects {
     forgetShared(this);
     this.rejectAll(new Error("DetectorPool: closed"));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    this.letBlasGo(); // only once no worker can be inside a BLAS call
   }
 
   private dispatch<T>(job: Omit<Extract<ToWorker, { type: "file" }>, "id"> | Omit<Extract<ToWorker, { type: "image" }>, "id">): Promise<T> {
@@ -119,16 +122,22 @@ export class DetectorPool implements Detects {
     if (this.broken) return Promise.reject(this.broken);
     const slot = this.slots.reduce((a, b) => (b.inflight.size < a.inflight.size ? b : a));
     const id = this.nextId++;
+    // Held before the job can start, so a worker never sees OpenBLAS's own count mid-job.
+    if (this.onLibtorch && !this.holding) {
+      holdBlasThreads();
+      this.holding = true;
+    }
     return new Promise<T>((resolve, reject) => {
       try {
         slot.worker.postMessage({ ...job, id } as ToWorker);
       } catch (err) {
         reject(err as Error); // e.g. options that cannot be cloned (a function)
+        this.settle();
         return;
       }
       slot.inflight.set(id, { resolve: resolve as (value: never) => void, reject });
       slot.worker.ref(); // pending work keeps the process alive
-      if (this.inflight++ === 0 && this.onLibtorch) holdBlasThreads();
+      this.inflight++;
     });
   }
 
@@ -136,13 +145,31 @@ export class DetectorPool implements Detects {
     if (this.broken || this.closed) return;
     this.broken = err;
     this.rejectAll(err);
-    for (const s of this.slots) void s.worker.terminate();
+    void Promise.allSettled(this.slots.map((s) => s.worker.terminate())).then(() => this.letBlasGo());
     forgetShared(this);
   }
 
-  /** One job answered (or dropped): the last one lets OpenBLAS have its threads back. */
+  /** One job answered. */
   private jobDone(): void {
-    if (this.inflight > 0 && --this.inflight === 0 && this.onLibtorch) releaseBlasThreads();
+    if (this.inflight > 0) this.inflight--;
+    this.settle();
+  }
+
+  /**
+   * With no job left, OpenBLAS gets its threads back, a turn of the event loop later: a caller
+   * that posts its next job as soon as one is answered keeps the hold instead of toggling it.
+   */
+  private settle(): void {
+    if (this.inflight > 0 || !this.holding) return;
+    setImmediate(() => {
+      if (this.inflight === 0 && !this.closed && !this.broken) this.letBlasGo();
+    });
+  }
+
+  private letBlasGo(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    releaseBlasThreads();
   }
 
   private rejectAll(err: Error): void {
@@ -151,8 +178,7 @@ export class DetectorPool implements Detects {
       s.inflight.clear();
       s.worker.unref();
     }
-    if (this.inflight > 0 && this.onLibtorch) releaseBlasThreads();
-    this.inflight = 0;
+    this.inflight = 0; // the hold goes once the workers have stopped (close, fail)
   }
 }
 

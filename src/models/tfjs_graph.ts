@@ -67,7 +67,8 @@ const SUPPORTED = new Set([
   "ConcatV2",
 ]);
 
-const FORMAT = (process.env.TFG_FORMAT ?? "contiguous") as "contiguous" | "channels_last";
+/** Filters and activations in channels_last: oneDNN's fast layout (BlazeFace 13 ms against 21 ms per photo on one thread). */
+const FORMAT = "channels_last";
 /** NHWC axis -> NCHW axis. */
 const NCHW_AXIS = [0, 2, 3, 1];
 
@@ -144,6 +145,7 @@ export class TfjsGraph {
     const nodes = json.modelTopology.node;
     const unknown = [...new Set(nodes.map((n) => n.op).filter((op) => !SUPPORTED.has(op)))];
     if (unknown.length > 0) throw new Error(`tfjs graph: unsupported ops ${unknown.join(", ")}`);
+    for (const n of nodes) checkAttributes(n);
     const byName = new Map(nodes.map((n) => [n.name, n]));
     const read = new Set(nodes.flatMap((n) => (n.input ?? []).map((i) => i.split(":")[0])));
     this.inputs = nodes.filter((n) => n.op === "Placeholder").map((n) => n.name);
@@ -236,6 +238,7 @@ export class TfjsGraph {
       case "_FusedConv2D":
       case "DepthwiseConv2dNative":
       case "FusedDepthwiseConv2dNative": {
+        if (!ins[0].nchw) throw new Error(`tfjs graph: ${n.op} ${n.name} reads a tensor that is not an image activation`);
         const depthwise = n.op.endsWith("DepthwiseConv2dNative");
         const w = this.#filters.get(n.name) as Tensor;
         const [s, d] = [ints("strides"), ints("dilations")];
@@ -272,6 +275,7 @@ export class TfjsGraph {
       case "Prelu":
         return { t: ins[0].nchw ? prelu(ins[0].t, ins[1].t) : prelu(ins[0].t, ins[1].t, false), nchw: ins[0].nchw };
       case "MaxPool": {
+        if (!ins[0].nchw) throw new Error(`tfjs graph: MaxPool ${n.name} reads a tensor that is not an image activation`);
         const [k, s] = [ints("ksize"), ints("strides")];
         let x = ins[0].t;
         if (decodeString(a.padding?.s) === "SAME") {
@@ -303,6 +307,7 @@ export class TfjsGraph {
         let axis = (this.#ints.get(axisName) as number[])[0];
         const parts = ins.slice(0, -1);
         const nchw = parts[0].nchw;
+        if (parts.some((v) => v.nchw !== nchw)) throw new Error(`tfjs graph: ConcatV2 ${n.name} mixes image activations and other tensors`);
         if (nchw) axis = NCHW_AXIS[axis < 0 ? axis + 4 : axis];
         return {
           t: torch.cat(
@@ -324,6 +329,23 @@ export class TfjsGraph {
   }
 }
 
+/**
+ * Refuses, at load, what the interpreter would run wrongly: padding other than SAME/VALID, a
+ * fused activation it lacks, a data format other than NHWC.
+ * @throws Error naming the node
+ */
+function checkAttributes(n: GraphNode): void {
+  const a = n.attr ?? {};
+  const padding = decodeString(a.padding?.s);
+  if (padding !== "" && padding !== "SAME" && padding !== "VALID") throw new Error(`tfjs graph: ${n.op} ${n.name} has ${padding} padding`);
+  const format = decodeString(a.data_format?.s);
+  if (format !== "" && format !== "NHWC") throw new Error(`tfjs graph: ${n.op} ${n.name} has data format ${format}`);
+  const fused = (a.fused_ops?.list?.s ?? []).map(decodeString);
+  if (fused.length > 0 && fused[0] !== "BiasAdd") throw new Error(`tfjs graph: ${n.name} fuses ${fused.join("+")}`);
+  for (const f of fused.slice(1))
+    if (!["Relu", "Relu6", "Prelu"].includes(f)) throw new Error(`tfjs graph: unsupported fused activation ${f} (${n.name})`);
+}
+
 function activation(op: string, x: Tensor, n: GraphNode): Tensor {
   if (op === "Relu") return torch.F.relu(x);
   if (op === "Relu6") return torch.F.relu6(x);
@@ -341,8 +363,14 @@ function prelu(x: Tensor, alpha: Tensor, nchw = true): Tensor {
   return torch.F.relu(x).sub(torch.F.relu(x.neg()).mul(a));
 }
 
-/** A 1-D constant `[C]` against an NCHW activation broadcasts over channels: `[C, 1, 1]`. */
+/**
+ * An operand of an elementwise op against an NCHW activation: a scalar or a 1-D constant `[C]`
+ * (broadcast over channels, so `[C, 1, 1]`); a higher-rank tensor in TensorFlow's layout would
+ * broadcast differently and is refused.
+ * @throws Error naming the case
+ */
 function broadcastable(v: Value, other: Value): Tensor {
-  if (!v.nchw && other.nchw && v.t.ndim === 1) return v.t.reshape(v.t.shape[0], 1, 1);
-  return v.t;
+  if (v.nchw || !other.nchw || v.t.ndim === 0) return v.t;
+  if (v.t.ndim === 1) return v.t.reshape(v.t.shape[0], 1, 1);
+  throw new Error(`tfjs graph: an elementwise op mixes an image activation with a [${v.t.shape}] tensor`);
 }

@@ -9,6 +9,7 @@ import { predictProbs } from "../eval/evaluate.js";
 import type { AlignedFace } from "../faces/index.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { loadModelFile, type ModelCard } from "../train/model_file.js";
+import * as torch from "../torch/index.js";
 import type { nn } from "../torch/index.js";
 
 /** The model that ships with ferkit (see `models/README.md`, its model card). */
@@ -67,7 +68,7 @@ export class FaceClassifier {
         throw new RangeError(`classify: crop ${i} is ${f.size}x${f.size}x${f.channels}, the model takes ${h}x${w}x${c}`);
       images.set(toPlanar(f.pixels, h * w, c), i * per);
     });
-    return predictProbs(this.model, images, [c, h, w], { tta: o.tta, batchSize: o.batchSize ?? 64 });
+    return this.#stable(() => predictProbs(this.model, images, [c, h, w], { tta: o.tta, batchSize: o.batchSize ?? 64 }));
   }
 
   /**
@@ -79,7 +80,16 @@ export class FaceClassifier {
     const [c, h, w] = this.card.input;
     if (images.length % (c * h * w) !== 0)
       throw new RangeError(`classifyPlanar: ${images.length} bytes is not a whole number of [${c}, ${h}, ${w}] images`);
-    return predictProbs(this.model, images, [c, h, w], { tta: o.tta, batchSize: o.batchSize ?? 256 });
+    return this.#stable(() => predictProbs(this.model, images, [c, h, w], { tta: o.tta, batchSize: o.batchSize ?? 256 }));
+  }
+
+  /**
+   * Runs a prediction with OpenBLAS at one thread: a detection pool holds it there while it
+   * works, and the probabilities would otherwise differ in the last bits depending on whether
+   * detection was running (the linear layers' cost is small next to the convolutions').
+   */
+  #stable<T>(fn: () => T): T {
+    return torch.withBlasThreads(1, fn);
   }
 
   /** Frees the model's native memory. */

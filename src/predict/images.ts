@@ -130,8 +130,8 @@ export interface ImagePrediction {
  * Where prediction takes the eye points from by default: BlazeFace's own keypoints. Measured on
  * FER2013 PrivateTest through the whole photo pipeline (3,585 images, the model shipped before the
  * class-balanced one): accuracy 62.65 % / macro-F1 54.74 % against 63.24 % / 54.86 % with
- * FaceMesh's eyes, at 1.3x the faces/s (`npm run bench:predict`: 35.4 against 27.3). The training
- * caches keep FaceMesh's more precise eyes.
+ * FaceMesh's eyes, at 1.5x the faces/s (`npm run bench:predict`: 101.1 against 65.9, detection on
+ * libtorch). The training caches keep FaceMesh's more precise eyes.
  */
 export const PREDICT_LANDMARKS: NonNullable<FaceDetectorOptions["landmarks"]> = "blazeface";
 

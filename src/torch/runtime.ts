@@ -105,6 +105,22 @@ export function getBlasThreads(): number {
   return native.getBlasThreads() as number;
 }
 
+/**
+ * Runs `fn` with OpenBLAS at `n` threads and restores the count after (no-op on another BLAS).
+ * OpenBLAS's results move in the last bits with its thread count, so code whose output must
+ * not depend on what else the process is doing pins it.
+ */
+export function withBlasThreads<T>(n: number, fn: () => T): T {
+  const previous = getBlasThreads();
+  const change = previous !== -1 && previous !== n;
+  if (change) setBlasThreads(n);
+  try {
+    return fn();
+  } finally {
+    if (change) setBlasThreads(previous);
+  }
+}
+
 /** The libtorch version the binding was built against, e.g. "1.13.0". */
 export function libtorchVersion(): string {
   return native.version() as string;

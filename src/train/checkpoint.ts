@@ -33,7 +33,8 @@ export interface CheckpointState {
  */
 function upgradeState(s: Record<string, unknown>): CheckpointState {
   if (s.parts !== undefined) return s as unknown as CheckpointState;
-  const loop = s.loop as Record<string, unknown>;
+  const loop = s.loop as Record<string, unknown> | undefined;
+  if (typeof loop !== "object" || loop === null) throw new Error("its training state has neither parts nor a loop object");
   const { step, config, classes, optimizer } = s as unknown as CheckpointState;
   return {
     step,
@@ -97,7 +98,13 @@ export function loadCheckpoint(file: string): LoadedCheckpoint {
     for (const t of tensors.values()) t.dispose();
     throw new Error(`${file} is a weights file, not a ferkit checkpoint (no training state in its metadata)`);
   }
-  const state = upgradeState(JSON.parse(metadata.ferkit_checkpoint) as Record<string, unknown>);
+  let state: CheckpointState;
+  try {
+    state = upgradeState(JSON.parse(metadata.ferkit_checkpoint) as Record<string, unknown>);
+  } catch (err) {
+    for (const t of tensors.values()) t.dispose();
+    throw new Error(`${file} is not a readable ferkit checkpoint: ${(err as Error).message}`, { cause: err });
+  }
   const model = new Map<string, Tensor>();
   const ema = new Map<string, Tensor>();
   const optim = new Map<string, Tensor>();

@@ -14,11 +14,17 @@ const pct = (x: unknown): string => (typeof x === "number" ? `${(100 * x).toFixe
 
 /** The terminal's progress bar: step, loss, lr and the mask rate when there is one. */
 export class ProgressBar implements RunPart {
-  readonly #bar: Progress;
+  #bar: Progress = silentProgress;
 
   /** @param show false for no bar (tests, `--no-progress`) */
-  constructor(run: Run, show: boolean) {
-    this.#bar = show ? createProgress(`train ${run.config.name}`, run.config.train.steps) : silentProgress;
+  constructor(
+    readonly run: Run,
+    readonly show: boolean,
+  ) {}
+
+  /** The bar starts with the loop (a bar started earlier would keep a failed setup's process alive). */
+  beforeRun(): void {
+    if (this.show) this.#bar = createProgress(`train ${this.run.config.name}`, this.run.config.train.steps);
   }
 
   afterTrainStep(s: StepResult): void {

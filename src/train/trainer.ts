@@ -196,20 +196,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const config = runConfig(o);
   const out = new RunLog(path.join(o.runDir, "log.jsonl"));
   const run = await buildRun(config, { dir: o.runDir, dataRoot: o.dataRoot, fresh: !o.resume, log, progress: o.progress !== false });
-  const parts = buildParts(run, out, o);
-  if (o.resume) {
-    parts.checkpointer.restore();
-    out.write({ event: "resume", step: run.step });
-    log(`resumed ${o.runDir} at step ${run.step}`);
-  } else {
-    // Written only once the data loaded, so a run that could not start leaves no run folder behind.
-    mkdirSync(o.runDir, { recursive: true });
-    writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
-    out.write(startEvent(run));
-  }
-  const stop = new StopSignal(o.stopAfter);
   try {
-    const completed = await loop(run, parts, stop);
+    const parts = buildParts(run, out, o);
+    if (o.resume) {
+      parts.checkpointer.restore();
+      out.write({ event: "resume", step: run.step });
+      log(`resumed ${o.runDir} at step ${run.step}`);
+    } else {
+      // Written only once the data loaded, so a run that could not start leaves no run folder behind.
+      mkdirSync(o.runDir, { recursive: true });
+      writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+      out.write(startEvent(run));
+    }
+    const completed = await stoppableLoop(run, parts, out, o.stopAfter);
     const result = {
       runDir: o.runDir,
       step: run.step,
@@ -219,6 +218,21 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     };
     if (!completed) return { ...result, status: "interrupted", test: null };
     return { ...result, status: "completed", test: finishRun(run, { ...parts, out }, result.wallSeconds) };
+  } finally {
+    disposeRun(run);
+  }
+}
+
+/**
+ * The loop with Ctrl-C caught while it runs (and only then: the end of a completed run is not
+ * interruptible), and a NaN/Inf loss logged and reported with the last good checkpoint.
+ * @returns false when stopped early
+ * @throws NonFiniteLossError
+ */
+async function stoppableLoop(run: Run, parts: Parts, out: RunLog, stopAfter: number | undefined): Promise<boolean> {
+  const stop = new StopSignal(stopAfter);
+  try {
+    return await loop(run, parts, stop);
   } catch (err) {
     if (!(err instanceof NonFiniteLossError)) throw err;
     out.write({ event: "nonfinite_loss", step: err.step, loss: String(err.loss) });
@@ -230,7 +244,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     );
   } finally {
     stop.dispose();
-    disposeRun(run);
   }
 }
 
