@@ -3,7 +3,7 @@
  * Inputs are expanded first (folders walked for images and videos); a missing or unreadable
  * file becomes an entry with an `error`, never an exception, so one bad file loses nothing else.
  */
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import { IMAGE_EXTENSIONS } from "../data/dataset.js";
 import { availableParallelism } from "node:os";
@@ -47,7 +47,18 @@ export function expandInputs(paths: readonly string[]): ExpandedInputs {
     if (VIDEO_EXTENSIONS.has(ext)) out.videos.push(file);
     else if (IMAGE_EXTENSIONS.has(ext) || explicit) out.images.push(file);
   };
+  // Folders by real path: a link back up the tree (`loop -> .`) or a second link to a folder is walked once.
+  const seen = new Set<string>();
   const visit = (dir: string): void => {
+    let real: string;
+    try {
+      real = realpathSync(dir);
+    } catch (err) {
+      out.errors.push({ file: dir, error: `cannot resolve the folder: ${(err as Error).message}` });
+      return;
+    }
+    if (seen.has(real)) return;
+    seen.add(real);
     let names: string[];
     try {
       names = readdirSync(dir).sort();
@@ -58,8 +69,14 @@ export function expandInputs(paths: readonly string[]): ExpandedInputs {
     for (const name of names) {
       if (name.startsWith(".")) continue;
       const full = path.join(dir, name);
-      const st = statSync(full, { throwIfNoEntry: false });
-      if (st === undefined) continue; // vanished while listing
+      let st;
+      try {
+        st = statSync(full, { throwIfNoEntry: false });
+      } catch (err) {
+        out.errors.push({ file: full, error: `cannot read: ${(err as Error).message}` }); // e.g. ELOOP
+        continue;
+      }
+      if (st === undefined) continue; // vanished while listing (or a broken link)
       if (st.isDirectory()) visit(full);
       else if (st.isFile()) classify(full, false);
       else if (IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase()) || VIDEO_EXTENSIONS.has(path.extname(name).toLowerCase()))
