@@ -37,24 +37,25 @@ INPUT_SIZES = {"vgg-fer": (1, 48, 48), "resnet18": (3, 112, 112)}
 class VggFer(nn.Module):
     """VGG for 48x48 grayscale faces (Khaireddin & Chen 2021), as src/models/vgg_fer.ts."""
 
-    def __init__(self, num_classes=7, in_channels=1, dropout=0.5, inplace=True):
+    def __init__(self, num_classes=7, in_channels=1, dropout=0.5, inplace=True, width=1.0):
         super().__init__()
         layers = []
         c = in_channels
-        for out in (64, 128, 256, 512):
+        scaled = lambda n: max(1, round(n * width))
+        for out in (scaled(64), scaled(128), scaled(256), scaled(512)):
             for _ in range(2):
                 layers += [nn.Conv2d(c, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=inplace)]
                 c = out
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 3 * 3, 1024),
+            nn.Linear(c * 3 * 3, scaled(1024)),
             nn.ReLU(inplace=inplace),
             nn.Dropout(dropout),
-            nn.Linear(1024, 1024),
+            nn.Linear(scaled(1024), scaled(1024)),
             nn.ReLU(inplace=inplace),
             nn.Dropout(dropout),
-            nn.Linear(1024, num_classes),
+            nn.Linear(scaled(1024), num_classes),
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -141,9 +142,9 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-def create(name, inplace=True):
+def create(name, inplace=True, width=1.0):
     if name == "vgg-fer":
-        return VggFer(inplace=inplace)
+        return VggFer(inplace=inplace, width=width)
     if name == "resnet18":
         return ResNet([2, 2, 2, 2], stem="imagenet", inplace=inplace)
     raise SystemExit(f"unknown model {name!r}")
@@ -157,6 +158,11 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width", type=float, default=1.0, help="VGG-FER channel multiplier (as ferkit's model.width)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help='bf16: forward and loss under torch.autocast("cpu", dtype=torch.bfloat16), as PyTorch\'s AMP recipe')
+    ap.add_argument("--memory-format", choices=["contiguous", "channels_last"], default="contiguous",
+                    help="model and input memory format (contiguous is PyTorch's default)")
     ap.add_argument("--no-inplace", action="store_true", help="out-of-place ReLU (ferkit has no in-place relu)")
     ap.add_argument("--describe", action="store_true", help="print parameter count and state_dict shapes, no timing")
     ap.add_argument("--serve", action="store_true", help='keep the model; time {"steps","warmup"} requests read from stdin')
@@ -164,7 +170,9 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = create(args.model, inplace=not args.no_inplace)
+    if args.width != 1.0 and args.model != "vgg-fer":
+        raise SystemExit("--width applies to vgg-fer only")
+    model = create(args.model, inplace=not args.no_inplace, width=args.width)
     n_params = sum(p.numel() for p in model.parameters())
     if args.describe:
         shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
@@ -175,10 +183,14 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(args.batch, *INPUT_SIZES[args.model])
     y = torch.randint(0, 7, (args.batch,))
+    if args.memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def step():
-        out = model(x)
-        loss = F.cross_entropy(out, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            out = model(x)
+            loss = F.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -198,6 +210,8 @@ def main():
             "steps": steps,
             "seconds": seconds,
             "img_s": args.batch * steps / seconds,
+            "precision": args.precision,
+            "memory_format": args.memory_format,
             "other_load": max(0.0, machine_busy_seconds() - busy0 - own) / seconds,
             "params": n_params,
             "torch": torch.__version__,

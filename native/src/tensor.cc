@@ -2,8 +2,10 @@
 // process-wide runtime switches (grad mode, inference mode, seeds, threads).
 #include <dlfcn.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/version.h>
 #include <c10/core/InferenceMode.h>
 
@@ -87,6 +89,12 @@ std::vector<std::unique_ptr<c10::InferenceMode>>& InferenceStack() {
   // One stack per thread: inference mode is thread-local in libtorch, and workers load this addon too.
   static thread_local std::vector<std::unique_ptr<c10::InferenceMode>> stack;
   return stack;
+}
+
+// The profile being recorded, if any (the profiler's state is per thread, like autocast's).
+std::unique_ptr<torch::autograd::profiler::RecordProfile>& ActiveProfile() {
+  static thread_local std::unique_ptr<torch::autograd::profiler::RecordProfile> active;
+  return active;
 }
 
 }  // namespace
@@ -182,6 +190,16 @@ std::vector<OpDef> TensorOps() {
       Op("detach", [](Args& a) { return a.T(0).detach(); }),
       Op("contiguous", [](Args& a) { return a.T(0).contiguous(MemoryFormatArg(a, 1)); }),
       Op("to", [](Args& a) { return a.T(0).to(a.Dtype(1, at::kFloat)); }),
+      // toMemoryFormat(t, format): a copy in `format` order unless `t` already suggests it (null
+      // then), as Tensor.to(memory_format=...) decides. Unlike contiguous(), a tensor whose
+      // strides fit both orders (a [O, 1, kH, kW] filter) is copied into channels_last strides,
+      // which is what makes oneDNN pick NHWC for the first convolution of a grayscale model.
+      {"toMemoryFormat", [](Args& a) -> Napi::Value {
+         auto& t = a.T(0);
+         auto format = MemoryFormatArg(a, 1);
+         if (t.suggest_memory_format() == format) return a.env.Null();
+         return Wrap(a.env, at::empty_like(t, t.options(), format).copy_(t));
+       }},
       Op("reshape", [](Args& a) { return a.T(0).reshape(a.Ints(1)); }),
       Op("view", [](Args& a) { return a.T(0).view(a.Ints(1)); }),
       Op("permute", [](Args& a) { return a.T(0).permute(a.Ints(1)); }),
@@ -289,6 +307,40 @@ std::vector<OpDef> RuntimeOps() {
         InferenceStack().pop_back();
       }),
       {"isInferenceMode", [](Args& a) -> Napi::Value { return Napi::Boolean::New(a.env, c10::InferenceMode::is_enabled()); }},
+      // CPU autocast, thread-local as torch.autocast("cpu") sets it. Enter/exit mirror Python's
+      // context manager: the weight-cast cache lives until the outermost region exits, and must
+      // be cleared then, or the next step would reuse casts of weights the optimizer has changed.
+      {"autocastState", [](Args& a) -> Napi::Value {
+         auto out = Napi::Array::New(a.env, 2);
+         out.Set(0u, Napi::Boolean::New(a.env, at::autocast::is_cpu_enabled()));
+         out.Set(1u, Napi::String::New(a.env, DtypeName(at::autocast::get_autocast_cpu_dtype())));
+         return out;
+       }},
+      Void("autocastEnter", [](Args& a) {
+        auto dtype = a.Dtype(1, at::kBFloat16);
+        TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf, "autocast: the CPU dtype must be bfloat16 or float16, got ",
+                    DtypeName(dtype));
+        at::autocast::set_cpu_enabled(a.B(0));
+        at::autocast::set_autocast_cpu_dtype(dtype);
+        at::autocast::increment_nesting();
+      }),
+      Void("autocastExit", [](Args& a) {
+        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+        at::autocast::set_cpu_enabled(a.B(0));
+        at::autocast::set_autocast_cpu_dtype(a.Dtype(1, at::kBFloat16));
+      }),
+      // libtorch's (legacy) autograd profiler: every op between start and stop, written as a
+      // Chrome trace (JSON events with name, ts and dur in microseconds) to the given file.
+      Void("profilerStart", [](Args& a) {
+        auto& active = ActiveProfile();
+        TORCH_CHECK(active == nullptr, "profilerStart: a profile is already being recorded");
+        active = std::make_unique<torch::autograd::profiler::RecordProfile>(a.Str(0));
+      }),
+      Void("profilerStop", [](Args&) {
+        auto& active = ActiveProfile();
+        TORCH_CHECK(active != nullptr, "profilerStop: no profile is being recorded");
+        active.reset();
+      }),
       Void("manualSeed", [](Args& a) {
         auto gen = at::detail::getDefaultCPUGenerator();
         std::lock_guard<std::mutex> lock(gen.mutex());

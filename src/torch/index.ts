@@ -6,6 +6,7 @@
 export * from "./tensor.js";
 export * from "./creation.js";
 export * from "./runtime.js";
+export * from "./autocast.js";
 export { tidy, keep, dispose } from "./scope.js";
 export * from "./safetensors.js";
 export { gradcheck, type GradcheckOptions } from "./gradcheck.js";

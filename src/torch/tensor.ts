@@ -165,6 +165,18 @@ export class Tensor implements Tracked {
   isContiguous(format: MemoryFormat = "contiguous"): boolean {
     return native.isContiguous(this.handle, format) as boolean;
   }
+  /**
+   * A copy in `format` order, or null when this tensor's strides already suggest that order
+   * (PyTorch's `t.to(memory_format=...)`, which returns `t` then). Unlike {@link contiguous},
+   * a tensor whose strides fit both orders, such as a `[O, 1, kH, kW]` filter, is copied into
+   * channels_last strides, which is what libtorch's convolutions look at to pick NHWC.
+   * @throws TypeError when `format` is not "contiguous" or "channels_last"
+   */
+  toMemoryFormat(format: MemoryFormat): Tensor | null {
+    const h = native.toMemoryFormat(this.handle, format) as Handle | null;
+    return h === null ? null : wrap(h);
+  }
+
   /** Converts to another dtype (a copy; differentiable between float types). */
   to(dtype: DType): Tensor {
     return wrap(native.to(this.handle, dtype));

@@ -140,8 +140,9 @@ export abstract class Module {
   toMemoryFormat(format: MemoryFormat): this {
     noGrad(() => {
       for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
-        if (t.shape.length !== 4 || t.isContiguous(format)) continue;
-        const converted = t.contiguous(format);
+        if (t.shape.length !== 4) continue;
+        const converted = t.toMemoryFormat(format);
+        if (converted === null) continue;
         t.setData_(converted);
         converted.dispose();
       }
