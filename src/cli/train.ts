@@ -8,6 +8,7 @@ import { prepareSplit, resolveCacheDir } from "../data/prepare.js";
 import { evalJson, evaluate } from "../eval/evaluate.js";
 import { defaultDataRoot, defaultRunsDir } from "../paths.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
+import { PRECISIONS, resolvePrecision, type Precision } from "../torch/autocast.js";
 import { ALGORITHMS, ConfigError, PRESETS_DIR, parseConfig, setField } from "../train/config.js";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
 
@@ -38,6 +39,7 @@ interface TrainFlags {
   lr?: number;
   batchSize?: number;
   threads?: number;
+  precision?: Precision;
   algorithm?: string;
   set: string[];
   progress: boolean;
@@ -64,6 +66,12 @@ export function trainCommand(): Command {
     .option("--batch-size <n>", "override train.batchSize", positiveInt("--batch-size"))
     .option("--threads <n>", "override threads", positiveInt("--threads"))
     .addOption(
+      new Option(
+        "--precision <p>",
+        "override train.precision and eval.precision: bf16 autocast, fp32, or auto (bf16 where the CPU has native bfloat16)",
+      ).choices(PRECISIONS),
+    )
+    .addOption(
       new Option("--algorithm <name>", "override the algorithm (its constants take that algorithm's defaults)").choices(ALGORITHMS),
     )
     .option(
@@ -79,7 +87,17 @@ export function trainCommand(): Command {
       const log = (line: string): void => console.error(line);
       let result;
       if (o.resume !== undefined) {
-        if (o.preset || o.config || o.steps || o.seed !== undefined || o.lr || o.batchSize || o.algorithm || o.set.length > 0) {
+        if (
+          o.preset ||
+          o.config ||
+          o.steps ||
+          o.seed !== undefined ||
+          o.lr ||
+          o.batchSize ||
+          o.algorithm ||
+          o.precision ||
+          o.set.length > 0
+        ) {
           throw new ConfigError("--resume continues a run with its own config; it takes no config, preset or override");
         }
         result = await train({ runDir: o.resume, resume: true, dataRoot: o.data, log, progress: o.progress });
@@ -100,6 +118,8 @@ export function trainCommand(): Command {
           ["optimizer.lr", o.lr],
           ["train.batchSize", o.batchSize],
           ["threads", o.threads],
+          ["train.precision", o.precision],
+          ["eval.precision", o.precision],
         ];
         // Another algorithm replaces the whole section: its constants differ from the preset's.
         const current = (raw.algorithm as { name?: unknown } | undefined)?.name ?? "supervised";
@@ -134,6 +154,17 @@ export function trainCommand(): Command {
     });
 }
 
+interface EvalFlags {
+  model: string;
+  data: string;
+  format: DataFormat;
+  frames?: string;
+  split: string;
+  tta: boolean;
+  precision: Precision;
+  json: boolean;
+}
+
 /** The `eval` command. */
 export function evalCommand(): Command {
   return new Command("eval")
@@ -146,8 +177,13 @@ export function evalCommand(): Command {
     .option("--frames <dir>", "abaw: the cropped_aligned/ folder")
     .option("--split <name>", "split to evaluate", "PrivateTest")
     .option("--tta", "average predictions with the horizontal flip", false)
+    .addOption(
+      new Option("--precision <p>", "forward passes in bf16 (autocast) or fp32; auto: bf16 where the CPU has native bfloat16")
+        .choices(PRECISIONS)
+        .default("auto"),
+    )
     .option("--json", "print one JSON object: accuracy, macro_f1, per_class, confusion_matrix, classes, n, ece", false)
-    .action(async (o: { model: string; data: string; format: DataFormat; frames?: string; split: string; tta: boolean; json: boolean }) => {
+    .action(async (o: EvalFlags) => {
       const { loadModelFile } = await import("../train/model_file.js");
       const { model, card } = loadModelFile(o.model);
       const opened = openData({ paths: [o.data], format: o.format, frames: o.frames, warn: (m) => console.error(`warning: ${m}`) });
@@ -174,14 +210,18 @@ export function evalCommand(): Command {
       const labels = keep.map((i) => mapping[split.labels[i]]);
       if (unmapped.length > 0)
         console.error(`warning: ${split.n - keep.length} images of classes the model lacks (${unmapped.join(", ")}) are left out`);
-      const r = evaluate(model, { images, labels, shape: split.shape }, card.classes, { tta: o.tta });
+      const precision = resolvePrecision(o.precision);
+      if (precision.note !== undefined) console.error(precision.note);
+      const r = evaluate(model, { images, labels, shape: split.shape }, card.classes, { tta: o.tta, precision: precision.precision });
       model.dispose();
       if (o.json) {
         console.log(JSON.stringify(evalJson(r)));
         return;
       }
       const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
-      console.log(`${o.split} (n=${r.n}): accuracy ${pct(r.accuracy)}, macro-F1 ${pct(r.macroF1)}, ECE ${r.ece.toFixed(4)}`);
+      console.log(
+        `${o.split} (n=${r.n}, ${precision.precision}): accuracy ${pct(r.accuracy)}, macro-F1 ${pct(r.macroF1)}, ECE ${r.ece.toFixed(4)}`,
+      );
       r.classes.forEach((c, i) => {
         const s = r.perClass[i];
         console.log(

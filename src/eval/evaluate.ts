@@ -5,6 +5,7 @@
  */
 import * as torch from "../torch/index.js";
 import type { nn } from "../torch/index.js";
+import { atPrecision } from "../models/index.js";
 import { classificationReport, type ClassificationReport } from "./metrics.js";
 
 /** Options of {@link predictProbs}. */
@@ -12,6 +13,8 @@ export interface PredictOptions {
   batchSize?: number;
   /** Average the softmax of the image and of its horizontal flip (test-time augmentation). */
   tta?: boolean;
+  /** "bf16" runs the forward passes under bfloat16 autocast (softmax and the result stay float32). Default "fp32". */
+  precision?: "bf16" | "fp32";
 }
 
 /**
@@ -31,6 +34,7 @@ export function predictProbs(
   const wasTraining = model.training;
   model.eval();
   const chunks: Float32Array[] = [];
+  const net = atPrecision(model, o.precision ?? "fp32");
   torch.inferenceMode(() => {
     for (let start = 0; start < n; start += batchSize) {
       const m = Math.min(batchSize, n - start);
@@ -40,8 +44,8 @@ export function predictProbs(
             .fromArray(images.subarray(start * per, (start + m) * per), [m, ...shape])
             .float()
             .div(255);
-          let p = model.forward(x).softmax(1);
-          if (o.tta) p = p.add(model.forward(x.flip(3)).softmax(1)).div(2);
+          let p = net.forward(x).softmax(1);
+          if (o.tta) p = p.add(net.forward(x.flip(3)).softmax(1)).div(2);
           return p.toArray() as Float32Array;
         }),
       );

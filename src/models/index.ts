@@ -2,7 +2,7 @@
  * The model zoo and its registry (in the spirit of timm's `create_model`): a model is
  * created by name, and each name knows the input size it was designed for.
  */
-import type { MemoryFormat, nn, Tensor } from "../torch/index.js";
+import { autocast, type MemoryFormat, type nn, type Tensor } from "../torch/index.js";
 import { resnet18, type ResNetStem } from "./resnet.js";
 import { MobileNetV2 } from "./mobilenetv2.js";
 import { VggFer } from "./vgg_fer.js";
@@ -108,6 +108,45 @@ export interface FeatureModel {
 }
 
 /** Whether `model` offers {@link FeatureModel.forwardWithFeatures}. */
-export function hasFeatures(model: nn.Module): model is nn.Module & FeatureModel {
+export function hasFeatures<M extends Classifier>(model: M): model is M & FeatureModel {
   return typeof (model as Partial<FeatureModel>).forwardWithFeatures === "function";
+}
+
+/**
+ * What training algorithms and evaluation call on a model: a forward pass, and for some
+ * losses the penultimate features. An `nn.Module` is one; {@link atPrecision} gives another.
+ */
+export interface Classifier {
+  /** `[N, C, H, W]` float32 images to `[N, numClasses]` float32 logits. */
+  forward(x: Tensor): Tensor;
+  /** Logits `[N, numClasses]` and features `[N, D]`, both float32 (zoo models have it). */
+  forwardWithFeatures?(x: Tensor): { logits: Tensor; features: Tensor };
+}
+
+/** Casts a forward pass's output to float32 and frees the lower-precision original. */
+function toFloat32(t: Tensor): Tensor {
+  if (t.dtype === "float32") return t;
+  const f = t.float();
+  t.dispose();
+  return f;
+}
+
+/**
+ * `model` as a {@link Classifier} that runs at `precision`. "fp32" returns `model` itself;
+ * "bf16" runs each forward pass under bfloat16 autocast (its own autocast region, so the
+ * cached bfloat16 copies of the weights never outlive an optimizer step) and returns float32
+ * logits and features: losses, softmax, pseudo-labels, thresholds and metrics computed from
+ * them stay float32. Parameters, gradients and BatchNorm statistics stay float32 throughout.
+ * Source of the recipe: PyTorch's automatic mixed precision (autocast around the forward
+ * pass only; `torch/amp/autocast_mode.py`).
+ */
+export function atPrecision(model: nn.Module, precision: "bf16" | "fp32"): Classifier {
+  if (precision === "fp32") return model;
+  const net: Classifier = { forward: (x) => toFloat32(autocast(() => model.forward(x))) };
+  if (hasFeatures(model))
+    net.forwardWithFeatures = (x) => {
+      const r = autocast(() => model.forwardWithFeatures(x));
+      return { logits: toFloat32(r.logits), features: toFloat32(r.features) };
+    };
+  return net;
 }

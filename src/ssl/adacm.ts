@@ -14,8 +14,8 @@
  * trains through both), so a step costs one more backward pass than DTM's.
  */
 import * as torch from "../torch/index.js";
-import type { nn, Tensor } from "../torch/index.js";
-import { hasFeatures } from "../models/index.js";
+import type { Tensor } from "../torch/index.js";
+import { hasFeatures, type Classifier } from "../models/index.js";
 import { SelfTraining, guessLabels, maskedCrossEntropy, maskRate, rowMax, type Guess } from "./self_training.js";
 import type { AdaCmThreshold } from "./thresholds.js";
 import type { LabeledBatch, StepOutput, UnlabeledBatch } from "./types.js";
@@ -63,7 +63,7 @@ export class AdaCm extends SelfTraining {
     super("adacm", rule, { lambdaU: opts.lambdaU, weakViews: 2, labelSmoothing: opts.labelSmoothing });
   }
 
-  override step(model: nn.Module, labeled: LabeledBatch, unlabeled: UnlabeledBatch | null): StepOutput {
+  override step(model: Classifier, labeled: LabeledBatch, unlabeled: UnlabeledBatch | null): StepOutput {
     if (unlabeled === null) throw new Error("adacm needs unlabeled data (set data.unlabeled in the config)");
     const [w1, w2] = unlabeled.weak;
     const U = w1.shape[0];

@@ -14,7 +14,8 @@
  * separate ones (BatchNorm sees labeled and strong images together, as in USB).
  */
 import * as torch from "../torch/index.js";
-import type { nn, Tensor } from "../torch/index.js";
+import type { Tensor } from "../torch/index.js";
+import type { Classifier } from "../models/index.js";
 import type { ThresholdRule } from "./thresholds.js";
 import type { Algorithm, EpochContext, LabeledBatch, PseudoLabels, StepOutput, UnlabeledBatch } from "./types.js";
 
@@ -31,7 +32,7 @@ export interface Guess {
  * in inference mode (no graph, no version counters: the result only becomes arrays), with
  * its argmax and max per image. In train mode BatchNorm still updates its running statistics.
  */
-export function guessLabels(model: nn.Module, views: readonly Tensor[]): Guess {
+export function guessLabels(model: Classifier, views: readonly Tensor[]): Guess {
   if (views.length === 0) throw new RangeError("pseudo-labels need at least one weak view");
   const U = views[0].shape[0];
   const probs = torch.inferenceMode(() =>
@@ -109,7 +110,7 @@ export class SelfTraining implements Algorithm {
   }
 
   /** Forward of the labeled images and the strong views in one batch, with gradient. */
-  protected jointForward(model: nn.Module, labeled: LabeledBatch, strong: Tensor): JointForward {
+  protected jointForward(model: Classifier, labeled: LabeledBatch, strong: Tensor): JointForward {
     const B = labeled.x.shape[0];
     const logits = model.forward(torch.cat([labeled.x, strong]));
     const [logitsX, logitsS] = logits.split([B, strong.shape[0]]);
@@ -121,7 +122,7 @@ export class SelfTraining implements Algorithm {
     return null;
   }
 
-  step(model: nn.Module, labeled: LabeledBatch, unlabeled: UnlabeledBatch | null): StepOutput {
+  step(model: Classifier, labeled: LabeledBatch, unlabeled: UnlabeledBatch | null): StepOutput {
     if (unlabeled === null) throw new Error(`${this.name} needs unlabeled data (set data.unlabeled in the config)`);
     const guess = guessLabels(model, unlabeled.weak.slice(0, this.weakViews));
     const mask = this.rule.mask({ ...guess, index: unlabeled.index });

@@ -1,6 +1,6 @@
 /** Plain supervised training: cross-entropy on the labeled batch; unlabeled data is not used. */
 import * as torch from "../torch/index.js";
-import type { nn } from "../torch/index.js";
+import type { Classifier } from "../models/index.js";
 import type { Algorithm, LabeledBatch, StepOutput } from "./types.js";
 
 /** Cross-entropy on labeled batches (the baseline every semi-supervised method is compared with). */
@@ -12,7 +12,7 @@ export class Supervised implements Algorithm {
   /** @param labelSmoothing in [0, 1): mixes targets with the uniform distribution (Szegedy et al. 2016) */
   constructor(readonly labelSmoothing = 0) {}
 
-  step(model: nn.Module, labeled: LabeledBatch): StepOutput {
+  step(model: Classifier, labeled: LabeledBatch): StepOutput {
     const logits = model.forward(labeled.x);
     const loss = torch.F.crossEntropy(logits, labeled.y, { labelSmoothing: this.labelSmoothing });
     logits.dispose();

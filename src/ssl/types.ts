@@ -7,7 +7,8 @@
  * labeled training set. An algorithm never reads files; its state is plain JSON, saved in
  * checkpoints and restored on resume.
  */
-import type { nn, Tensor } from "../torch/index.js";
+import type { Classifier } from "../models/index.js";
+import type { Tensor } from "../torch/index.js";
 
 /** A labeled batch: images already augmented, `x` `[B, C, H, W]` float32 in [0, 1], labels `y` `[B]` int64. */
 export interface LabeledBatch {
@@ -77,7 +78,7 @@ export interface Algorithm {
    * Computes the loss of one step with `model` in training mode.
    * @param unlabeled null for supervised algorithms
    */
-  step(model: nn.Module, labeled: LabeledBatch, unlabeled: UnlabeledBatch | null): StepOutput;
+  step(model: Classifier, labeled: LabeledBatch, unlabeled: UnlabeledBatch | null): StepOutput;
   /**
    * Called after each epoch's validation; returns the `log.jsonl` events to write (e.g. a
    * `thresholds` event), possibly none.

@@ -97,11 +97,11 @@ export function cpuHasNativeBf16(): boolean {
   return flags.includes("avx512_bf16") || flags.includes("amx_bf16");
 }
 
-/** What a user asks for: "auto" = bf16 where the CPU has native bfloat16, else fp32. */
-export type Precision = "auto" | "bf16" | "fp32";
+/** The precisions a user can ask for, in the order help texts list them. */
+export const PRECISIONS = ["auto", "bf16", "fp32"] as const;
 
-/** The precisions {@link Precision} allows, in the order help texts list them. */
-export const PRECISIONS: readonly Precision[] = ["auto", "bf16", "fp32"];
+/** What a user asks for: "auto" = bf16 where the CPU has native bfloat16, else fp32. */
+export type Precision = (typeof PRECISIONS)[number];
 
 /** A precision resolved for this machine. */
 export interface ResolvedPrecision {

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { PACKAGE_ROOT } from "../torch/native.js";
+import { PRECISIONS } from "../torch/autocast.js";
 
 const dataSource = z
   .object({
@@ -219,6 +220,11 @@ export const TrainConfigSchema = z
         augment: z.boolean().default(true),
         /** Log the step loss every this many steps. */
         logEvery: z.number().int().positive().default(50),
+        /**
+         * Forward passes under bfloat16 autocast ("bf16") or in float32; "auto" is bf16 where the
+         * CPU has native bfloat16 (avx512_bf16, amx_bf16). A new run stores what it resolved to.
+         */
+        precision: z.enum(PRECISIONS).default("auto"),
       })
       .strict()
       .prefault({}),
@@ -227,6 +233,8 @@ export const TrainConfigSchema = z
         /** Average predictions over the image and its horizontal flip. */
         tta: z.boolean().default(false),
         batchSize: z.number().int().positive().default(256),
+        /** Precision of validation, test and threshold statistics' forward passes, as train.precision. */
+        precision: z.enum(PRECISIONS).default("auto"),
       })
       .strict()
       .prefault({}),

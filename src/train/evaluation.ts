@@ -16,8 +16,8 @@ export class Evaluation {
 
   /** Metrics on a split, with the config's batch size and flip averaging; the student stays in training mode. */
   on(split: PreparedSplit): EvalResult {
-    const { evalModel, classes, config, model } = this.run;
-    const r = evaluate(evalModel, split, classes, { batchSize: config.eval.batchSize, tta: config.eval.tta });
+    const { evalModel, classes, config, model, evalPrecision } = this.run;
+    const r = evaluate(evalModel, split, classes, { batchSize: config.eval.batchSize, tta: config.eval.tta, precision: evalPrecision });
     model.train();
     return r;
   }
@@ -29,8 +29,8 @@ export class Evaluation {
 
   /** The evaluation model's softmax over the labeled training images (no augmentation), for threshold rules. */
   labeledPredictions(): LabeledPredictions {
-    const { evalModel, labeled, classes, config, model } = this.run;
-    const probs = predictProbs(evalModel, labeled.images, labeled.shape, { batchSize: config.eval.batchSize });
+    const { evalModel, labeled, classes, config, model, evalPrecision } = this.run;
+    const probs = predictProbs(evalModel, labeled.images, labeled.shape, { batchSize: config.eval.batchSize, precision: evalPrecision });
     model.train();
     return { probs, labels: labeled.labels, numClasses: classes.length };
   }

@@ -42,6 +42,8 @@ export function finishRun(
     steps: run.step,
     seed: config.seed,
     openblas_coretype: torch.openblasCoretype(),
+    precision: run.precision,
+    eval_precision: run.evalPrecision,
     wall_time_s: wallSeconds,
     model: config.model.name,
     algorithm: run.algorithm.name,

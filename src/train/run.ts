@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { PreparedSplit } from "../data/prepare.js";
-import { createModel, type ModelOptions } from "../models/index.js";
+import { atPrecision, createModel, type Classifier, type ModelOptions } from "../models/index.js";
 import * as torch from "../torch/index.js";
 import type { nn } from "../torch/index.js";
 import { createAlgorithm, type Algorithm } from "../ssl/index.js";
@@ -33,6 +33,12 @@ export interface Run {
   readonly modelOptions: ModelOptions;
   /** The student, trained by the optimizer. */
   readonly model: nn.Module;
+  /** The student's forward passes at the training precision (what the algorithm calls). */
+  readonly net: Classifier;
+  /** What the training forward passes run at on this machine (`train.precision` resolved). */
+  readonly precision: "bf16" | "fp32";
+  /** What evaluation's forward passes run at (`eval.precision` resolved). */
+  readonly evalPrecision: "bf16" | "fp32";
   /** The EMA teacher, or null when `train.emaDecay` is 0. */
   readonly ema: EmaTeacher | null;
   /** The model that is validated, selected, tested and saved (the teacher when `train.evalWithEma`). */
@@ -44,11 +50,24 @@ export interface Run {
   step: number;
 }
 
-/** Reads the resolved config of an existing run. @throws ConfigError when the folder holds no run */
+/**
+ * Reads the resolved config of an existing run. A run from before mixed precision has no
+ * precision fields and ran in float32, so it reads as fp32 (not as today's default "auto").
+ * @throws ConfigError when the folder holds no run
+ */
 export function readRunConfig(runDir: string): TrainConfig {
   const file = path.join(runDir, "config.json");
   if (!existsSync(file)) throw new ConfigError(`${runDir} is not a ferkit run (no config.json)`);
-  return parseConfig(JSON.parse(readFileSync(file, "utf8")), file);
+  const raw = JSON.parse(readFileSync(file, "utf8")) as unknown;
+  if (typeof raw === "object" && raw !== null && !Array.isArray(raw)) {
+    const r = raw as Record<string, unknown>;
+    for (const section of ["train", "eval"]) {
+      const s = r[section];
+      if (s === undefined) r[section] = { precision: "fp32" };
+      else if (typeof s === "object" && s !== null && !("precision" in s)) (s as Record<string, unknown>).precision = "fp32";
+    }
+  }
+  return parseConfig(raw, file);
 }
 
 /**
@@ -73,6 +92,9 @@ export async function buildRun(
     stem: config.model.stem,
   };
   const model = createModel(config.model.name, modelOptions);
+  const precision = resolveAndSay(config.train.precision, "train.precision", o.log);
+  const evalPrecision = resolveAndSay(config.eval.precision, "eval.precision", o.log);
+  o.log(`precision: training ${precision}, evaluation ${evalPrecision}`);
   if (config.model.init !== null && o.fresh) initWeights(model, config.model.init, config, data.classes);
   const ema = config.train.emaDecay > 0 ? new EmaTeacher(model, createModel(config.model.name, modelOptions), config.train.emaDecay) : null;
   const optimizer = buildOptimizer(model, config.optimizer);
@@ -86,6 +108,9 @@ export async function buildRun(
     unlabeled: data.unlabeled,
     modelOptions,
     model,
+    net: atPrecision(model, precision),
+    precision,
+    evalPrecision,
     ema,
     evalModel: ema !== null && config.train.evalWithEma ? ema.teacher : model,
     optimizer,
@@ -97,6 +122,13 @@ export async function buildRun(
     }),
     step: 0,
   };
+}
+
+/** Resolves a precision setting on this CPU, saying in one line when it is not what was asked. */
+function resolveAndSay(requested: torch.Precision, field: string, log: (line: string) => void): "bf16" | "fp32" {
+  const r = torch.resolvePrecision(requested);
+  if (r.note !== undefined) log(`${field}: ${r.note}`);
+  return r.precision;
 }
 
 /** Frees a run's native memory (models and optimizer state). */

@@ -38,11 +38,11 @@ export class TrainStep {
    */
   take(): StepResult {
     const { run } = this;
-    const { config, model, optimizer, algorithm } = run;
+    const { config, net, optimizer, algorithm } = run;
     const ix = this.batches.next();
     const out = torch.tidy(() => {
       const { labeled, unlabeled } = this.batches.views(ix);
-      const r = algorithm.step(model, labeled, unlabeled);
+      const r = algorithm.step(net, labeled, unlabeled);
       const loss = r.loss.item();
       if (Number.isFinite(loss)) {
         optimizer.zeroGrad();

@@ -205,7 +205,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     } else {
       // Written only once the data loaded, so a run that could not start leaves no run folder behind.
       mkdirSync(o.runDir, { recursive: true });
-      writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+      writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(resolvedConfig(run), null, 2) + "\n");
       out.write(startEvent(run));
     }
     const completed = await stoppableLoop(run, parts, out, o.stopAfter);
@@ -247,11 +247,23 @@ async function stoppableLoop(run: Run, parts: Parts, out: RunLog, stopAfter: num
   }
 }
 
-/** The log's first event: the config, the data's sizes and the libtorch version. */
+/**
+ * The config as this run executes it: "auto" precisions replaced by what they resolved to, so
+ * a resumed run keeps its precision (and stays exact) and the folder says what ran.
+ */
+function resolvedConfig(run: Run): TrainConfig {
+  const { config } = run;
+  return { ...config, train: { ...config.train, precision: run.precision }, eval: { ...config.eval, precision: run.evalPrecision } };
+}
+
+/** The log's first event: the config, the data's sizes, the libtorch version and the precision. */
 function startEvent(run: Run): Record<string, unknown> {
   return {
     event: "start",
-    config: run.config,
+    config: resolvedConfig(run),
+    precision: run.precision,
+    eval_precision: run.evalPrecision,
+    native_bf16: torch.cpuHasNativeBf16(),
     classes: run.classes,
     n_train: run.labeled.n,
     n_val: run.val.n,
