@@ -13,8 +13,13 @@
  *    emotion pipeline; iris, description, antispoof and liveness off). Rounds alternate between
  *    the four; the medians of the rates and of each round's ratio are printed.
  *
+ * ferkit classifies at its default precision (bf16 on a CPU with native bfloat16) and, for the
+ * side-by-side, with the same model at fp32: part 1 gives both accuracies, part 2 both rates (the
+ * fp32 one with BlazeFace's eyes on libtorch).
+ *
  * Environment: ROUNDS (3), FRAMES (200; 0 skips part 2), SPLITS=all (part 1 also on Training and
- * PublicTest), MODEL (a ferkit model file or run folder instead of the shipped model).
+ * PublicTest), MODEL (a ferkit model file or run folder instead of the shipped model), PRECISION
+ * (auto, bf16 or fp32: ferkit's classification precision).
  *
  * Prints the figures and, on the last line, one JSON object.
  */
@@ -63,9 +68,14 @@ function ferPlusMajority(labelsCsv: string, classes: readonly string[]): Map<str
 async function main(): Promise<void> {
   torch.setNumThreads(2);
   const dataRoot = defaultDataRoot();
-  const classifier = FaceClassifier.load(process.env.MODEL); // MODEL: another model file or run folder
+  const requested = process.env.PRECISION ?? "auto";
+  if (!(torch.PRECISIONS as readonly string[]).includes(requested))
+    throw new RangeError(`PRECISION must be auto, bf16 or fp32, got ${requested}`);
+  // MODEL: another model file or run folder.
+  const classifier = FaceClassifier.load(process.env.MODEL, { precision: requested as torch.Precision });
+  const classifierFp32 = FaceClassifier.load(process.env.MODEL, { precision: "fp32" });
   console.log(
-    `ferkit model: ${path.relative(PACKAGE_ROOT, classifier.file)} (${classifier.card.name}, classes ${classifier.classes.join(", ")})`,
+    `ferkit model: ${path.relative(PACKAGE_ROOT, classifier.file)} (${classifier.card.name}, classes ${classifier.classes.join(", ")}), classified at ${classifier.precision} (and at fp32 alongside)`,
   );
 
   const opened = openData({ paths: [path.join(dataRoot, "fer2013")], format: "fer2013" });
@@ -138,6 +148,7 @@ async function main(): Promise<void> {
   let ferkitNoFlip!: ReturnType<typeof classificationReport>;
   let humanReport!: ReturnType<typeof classificationReport>;
   let ferkitTta!: ReturnType<typeof classificationReport>;
+  let ferkitFp32!: ReturnType<typeof classificationReport>;
   for (const name of splitNames) {
     const split = await prepareSplit(opened.dataset, name, {
       size: 48,
@@ -147,14 +158,19 @@ async function main(): Promise<void> {
     });
     const f = argmaxRows(classifier.classifyPlanar(split.images, { tta: true }), classes.length);
     const fNoFlip = argmaxRows(classifier.classifyPlanar(split.images), classes.length);
+    const f32 = argmaxRows(classifierFp32.classifyPlanar(split.images, { tta: true }), classes.length);
     const h = await humanClassify(split.images, split.n);
     ferkitTta = classificationReport(split.labels, f, classes.length);
     ferkitNoFlip = classificationReport(split.labels, fNoFlip, classes.length);
+    ferkitFp32 = classificationReport(split.labels, f32, classes.length);
     humanReport = classificationReport(split.labels, h, classes.length);
     const perClass = (r: typeof ferkitTta): string => classes.map((c, k) => `${c} ${(100 * r.perClass[k].f1).toFixed(1)}`).join(", ");
     console.log(`\nFER2013 ${name}, ${split.n} crops:`);
     console.log(
-      `  ferkit default model (flip averaging, predict's default): accuracy ${pct(ferkitTta.accuracy)}, macro-F1 ${pct(ferkitTta.macroF1)} (F1 ${perClass(ferkitTta)})`,
+      `  ferkit default model (flip averaging, predict's default, ${classifier.precision}): accuracy ${pct(ferkitTta.accuracy)}, macro-F1 ${pct(ferkitTta.macroF1)} (F1 ${perClass(ferkitTta)})`,
+    );
+    console.log(
+      `  ferkit default model at fp32 (flip averaging): accuracy ${pct(ferkitFp32.accuracy)}, macro-F1 ${pct(ferkitFp32.macroF1)}; ${f.filter((c, i) => c !== f32[i]).length} of ${split.n} predictions differ`,
     );
     console.log(`  ferkit without flip (predict --no-tta): accuracy ${pct(ferkitNoFlip.accuracy)}, macro-F1 ${pct(ferkitNoFlip.macroF1)}`);
     console.log(
@@ -176,6 +192,9 @@ async function main(): Promise<void> {
     ferkit_macro_f1: ferkitTta.macroF1,
     ferkit_no_tta_accuracy: ferkitNoFlip.accuracy,
     ferkit_no_tta_macro_f1: ferkitNoFlip.macroF1,
+    ferkit_precision: classifier.precision,
+    ferkit_fp32_accuracy: ferkitFp32.accuracy,
+    ferkit_fp32_macro_f1: ferkitFp32.macroF1,
     human_accuracy: humanReport.accuracy,
     human_macro_f1: humanReport.macroF1,
   };
@@ -184,6 +203,7 @@ async function main(): Promise<void> {
     detector.dispose();
     emotion.dispose();
     classifier.dispose();
+    classifierFp32.dispose();
     return;
   }
 
@@ -227,12 +247,16 @@ async function main(): Promise<void> {
       .map((f) => path.join(framesDir, f));
 
     // ferkit's two landmark sources: BlazeFace's own eyes (predict's default) and FaceMesh's
-    // (`--landmarks mesh`), both on libtorch (the default engine); and the default on tfjs-wasm.
-    const sources = ["blazeface", "mesh", "wasm"] as const;
+    // (`--landmarks mesh`), both on libtorch (the default engine); the default on tfjs-wasm; and
+    // the default with fp32 classification.
+    const sources = ["blazeface", "mesh", "wasm", "fp32"] as const;
     const runFerkit = async (source: (typeof sources)[number]): Promise<{ faces: number; seconds: number }> => {
       const t = performance.now();
-      const detector = source === "wasm" ? { landmarks: "blazeface" as const, engine: "wasm" as const } : { landmarks: source };
-      const r = await predictImages(frames, classifier, { tta: true, detector });
+      const detector =
+        source === "wasm"
+          ? { landmarks: "blazeface" as const, engine: "wasm" as const }
+          : { landmarks: source === "mesh" ? ("mesh" as const) : ("blazeface" as const) };
+      const r = await predictImages(frames, source === "fp32" ? classifierFp32 : classifier, { tta: true, detector });
       return { faces: r.reduce((a, x) => a + x.faces.length, 0), seconds: (performance.now() - t) / 1000 };
     };
     const runHuman = async (): Promise<{ faces: number; seconds: number }> => {
@@ -251,13 +275,15 @@ async function main(): Promise<void> {
     // Human's models are).
     await runHuman();
     for (const s of sources) await runFerkit(s);
-    const rates: Record<"mesh" | "blazeface" | "wasm" | "human", number[]> = { mesh: [], blazeface: [], wasm: [], human: [] };
-    const faces: Record<"mesh" | "blazeface" | "wasm" | "human", number> = { mesh: 0, blazeface: 0, wasm: 0, human: 0 };
+    type Rate = (typeof sources)[number] | "human";
+    const rates: Record<Rate, number[]> = { mesh: [], blazeface: [], wasm: [], fp32: [], human: [] };
+    const faces: Record<Rate, number> = { mesh: 0, blazeface: 0, wasm: 0, fp32: 0, human: 0 };
     for (let r = 0; r < ROUNDS; r++) {
       for (const [name, run] of [
         ["blazeface", () => runFerkit("blazeface")],
         ["mesh", () => runFerkit("mesh")],
         ["wasm", () => runFerkit("wasm")],
+        ["fp32", () => runFerkit("fp32")],
         ["human", runHuman],
       ] as const) {
         const x = await run();
@@ -265,7 +291,7 @@ async function main(): Promise<void> {
         rates[name].push(x.faces / x.seconds);
       }
       console.log(
-        `  round ${r + 1}: ferkit ${rates.blazeface[r].toFixed(1)} faces/s (BlazeFace eyes), ${rates.mesh[r].toFixed(1)} (FaceMesh eyes), ${rates.wasm[r].toFixed(1)} (BlazeFace eyes on tfjs-wasm); Human ${rates.human[r].toFixed(1)} faces/s`,
+        `  round ${r + 1}: ferkit ${rates.blazeface[r].toFixed(1)} faces/s (BlazeFace eyes), ${rates.mesh[r].toFixed(1)} (FaceMesh eyes), ${rates.wasm[r].toFixed(1)} (BlazeFace eyes on tfjs-wasm), ${rates.fp32[r].toFixed(1)} (BlazeFace eyes, fp32 classification); Human ${rates.human[r].toFixed(1)} faces/s`,
       );
     }
     // The machine's speed drifts between rounds; a round's ratio compares runs made back to back.
@@ -276,12 +302,17 @@ async function main(): Promise<void> {
     const ratioMesh = median(rates.mesh.map((x, r) => x / rates.human[r]));
     const fw = median(rates.wasm);
     const ratioWasm = median(rates.wasm.map((x, r) => x / rates.human[r]));
+    const f32 = median(rates.fp32);
+    const precisionSpeedup = median(rates.blazeface.map((x, r) => x / rates.fp32[r]));
     console.log(
       `\nfull pipeline on ${frames.length} frames (faces found by ferkit ${faces.blazeface} / ${faces.mesh}, classified by Human ${faces.human}), medians of ${ROUNDS} rounds:`,
     );
-    console.log(`  ferkit, BlazeFace eyes (default): ${f.toFixed(1)} faces/s, ratio to Human ${ratio.toFixed(2)}`);
+    console.log(`  ferkit, BlazeFace eyes (default, ${classifier.precision}): ${f.toFixed(1)} faces/s, ratio to Human ${ratio.toFixed(2)}`);
     console.log(`  ferkit, FaceMesh eyes:            ${fm.toFixed(1)} faces/s, ratio to Human ${ratioMesh.toFixed(2)}`);
     console.log(`  ferkit, BlazeFace eyes on wasm:   ${fw.toFixed(1)} faces/s, ratio to Human ${ratioWasm.toFixed(2)}`);
+    console.log(
+      `  ferkit, BlazeFace eyes, fp32:     ${f32.toFixed(1)} faces/s (the default is ${precisionSpeedup.toFixed(2)}x this, median of rounds)`,
+    );
     console.log(`  Human:                            ${h.toFixed(1)} faces/s`);
     console.log(
       JSON.stringify({
@@ -294,6 +325,8 @@ async function main(): Promise<void> {
         ratio_mesh: ratioMesh,
         ferkit_wasm_faces_s: fw,
         ratio_wasm: ratioWasm,
+        ferkit_fp32_faces_s: f32,
+        precision_speedup: precisionSpeedup,
       }),
     );
   } finally {
@@ -301,6 +334,7 @@ async function main(): Promise<void> {
     detector.dispose();
     emotion.dispose();
     classifier.dispose();
+    classifierFp32.dispose();
   }
 }
 

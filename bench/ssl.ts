@@ -21,9 +21,14 @@
  *   node dist/bench/ssl.js --rounds 3 --steps 4
  *
  * Options: --rounds (11), --steps timed steps per measurement (3), --warmup (1, plus 2 at
- * start), --threads (2), --pytorch-cat.
+ * start), --threads (2), --pytorch-cat, --precision: bf16 runs ferkit's forward passes under
+ * bfloat16 autocast as the trainer does (float32 logits, softmax and losses) and PyTorch's
+ * step under `torch.autocast("cpu", dtype=torch.bfloat16)` with channels_last model and
+ * inputs (its CPU AMP recipe); fp32 runs both in float32 (default: ferkit's own default, bf16
+ * on a CPU with native bfloat16).
  * The last line printed is one JSON object
- * `{"ferkit_steps_s":..,"pytorch_steps_s":..,"ratio":..}` (ratio = ferkit / PyTorch, target >= 1.0)
+ * `{"ferkit_steps_s":..,"pytorch_steps_s":..,"ratio":..,"precision":..}` (ratio = ferkit / PyTorch
+ * at the same precision, target >= 1.0)
  * with the overhead figures alongside.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
@@ -34,7 +39,7 @@ import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
 import { makeViews } from "../src/augment/views.js";
 import { Rng } from "../src/data/sampler.js";
-import { createModel } from "../src/models/index.js";
+import { atPrecision, createModel } from "../src/models/index.js";
 import { createAlgorithm } from "../src/ssl/index.js";
 import { parseConfig } from "../src/train/config.js";
 import { EmaTeacher } from "../src/train/ema.js";
@@ -51,8 +56,12 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "1" },
     threads: { type: "string", default: "2" },
     "pytorch-cat": { type: "boolean", default: false },
+    precision: { type: "string", default: torch.resolvePrecision("auto").precision },
   },
 });
+if (values.precision !== "bf16" && values.precision !== "fp32")
+  throw new RangeError(`--precision must be bf16 or fp32, got ${values.precision}`);
+const precision = values.precision;
 const rounds = Number(values.rounds);
 const steps = Number(values.steps);
 const warmup = Number(values.warmup);
@@ -65,6 +74,7 @@ if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`--warmup must
 /** ferkit's model, optimizer, teacher and inputs. */
 class FerkitSide {
   readonly model = createModel("vgg-fer");
+  readonly net = atPrecision(this.model, precision);
   readonly teacher = createModel("vgg-fer");
   readonly ema: EmaTeacher;
   readonly opt: torch.optim.Adam;
@@ -97,7 +107,7 @@ class FerkitSide {
       const x = makeViews({ data: this.labeledPixels, shape: [B, 1, 48, 48] }, this.rng, { weak: 1, strong: 0 }).weak[0];
       const v = makeViews({ data: this.unlabeledPixels, shape: [U, 1, 48, 48] }, this.rng, { weak: 2, strong: 1 });
       const out = this.algorithm.step(
-        this.model,
+        this.net,
         { x, y: this.y },
         { weak: v.weak, strong: v.strong, index: Int32Array.from({ length: U }, (_, i) => i) },
       );
@@ -111,8 +121,8 @@ class FerkitSide {
   /** (b): the model compute the step needs. */
   computeStep(): void {
     torch.tidy(() => {
-      torch.noGrad(() => this.model.forward(this.weak).softmax(1));
-      const logits = this.model.forward(this.joint);
+      torch.noGrad(() => this.net.forward(this.weak).softmax(1));
+      const logits = this.net.forward(this.joint);
       const loss = torch.F.crossEntropy(logits.narrow(0, 0, B), this.y);
       this.opt.zeroGrad();
       loss.backward();
@@ -138,6 +148,7 @@ class PyTorchSide {
   constructor(cat: boolean) {
     const args = [SCRIPT, "--serve", "--threads", String(threads), "--labeled", String(B), "--unlabeled", String(U)];
     if (cat) args.push("--cat");
+    if (precision === "bf16") args.push("--precision", "bf16", "--memory-format", "channels_last");
     this.#child = spawn(PYTHON, args);
     this.#child.stderr.on("data", (d: Buffer) => (this.#stderr += d.toString()));
     this.#lines = createInterface({ input: this.#child.stdout })[Symbol.asyncIterator]();
@@ -162,7 +173,7 @@ class PyTorchSide {
 ensurePyTorch();
 torch.setNumThreads(threads);
 console.log(
-  `ferkit SSL step benchmark: DTM on VGG-FER 48x48, ${B} labeled + ${U} unlabeled; libtorch ${torch.libtorchVersion()}, ${threads} threads, ${rounds} rounds x ${steps} steps (+${warmup} warm-up)`,
+  `ferkit SSL step benchmark: DTM on VGG-FER 48x48, ${B} labeled + ${U} unlabeled, ${precision}; libtorch ${torch.libtorchVersion()}, ${threads} threads, ${rounds} rounds x ${steps} steps (+${warmup} warm-up)`,
 );
 torch.manualSeed(0);
 const ferkit = new FerkitSide();
@@ -214,6 +225,7 @@ console.log(
     overhead: r3(overhead),
     pytorch_cat_steps_s: s.pytorchCat.length > 0 ? r3(median(s.pytorchCat)) : null,
     ratio_vs_cat: catRatio === null ? null : r3(catRatio),
+    precision,
     batch: { labeled: B, unlabeled: U },
     threads,
     rounds,

@@ -39,6 +39,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cat", action="store_true", help="one forward per phase on concatenated views")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help='bf16: the step\'s forward passes and losses under torch.autocast("cpu", dtype=torch.bfloat16)')
+    ap.add_argument("--memory-format", choices=["contiguous", "channels_last"], default="contiguous")
     ap.add_argument("--serve", action="store_true", help='keep the model; time {"steps","warmup"} requests read from stdin')
     args = ap.parse_args()
 
@@ -55,8 +58,25 @@ def main():
     x = torch.rand(B, 1, 48, 48)
     y = torch.randint(0, 7, (B,))
     u_w1, u_w2, u_s = torch.rand(U, 1, 48, 48), torch.rand(U, 1, 48, 48), torch.rand(U, 1, 48, 48)
+    if args.memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        ema = ema.to(memory_format=torch.channels_last)
+        x, u_w1, u_w2, u_s = (t.contiguous(memory_format=torch.channels_last) for t in (x, u_w1, u_w2, u_s))
+    bf16 = args.precision == "bf16"
 
     def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = forward_and_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for e, s in zip(ema.parameters(), model.parameters()):
+                e.mul_(0.999).add_(s, alpha=0.001)
+            for e, s in zip(ema.buffers(), model.buffers()):
+                e.copy_(s)
+
+    def forward_and_loss():
         with torch.no_grad():
             if args.cat:
                 p = model(torch.cat([u_w1, u_w2])).softmax(1).view(2, U, -1).mean(0)
@@ -68,15 +88,7 @@ def main():
             logits_x, logits_s = model(torch.cat([x, u_s])).split([B, U])
         else:
             logits_x, logits_s = model(x), model(u_s)
-        loss = F.cross_entropy(logits_x, y) + 0.5 * (F.cross_entropy(logits_s, pseudo_label, reduction="none") * mask).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            for e, s in zip(ema.parameters(), model.parameters()):
-                e.mul_(0.999).add_(s, alpha=0.001)
-            for e, s in zip(ema.buffers(), model.buffers()):
-                e.copy_(s)
+        return F.cross_entropy(logits_x, y) + 0.5 * (F.cross_entropy(logits_s, pseudo_label, reduction="none") * mask).mean()
 
     def measure(steps, warmup):
         for _ in range(warmup):
@@ -93,6 +105,7 @@ def main():
             "other_load": max(0.0, machine_busy_seconds() - busy0 - own) / seconds,
             "threads": torch.get_num_threads(),
             "cat": args.cat,
+            "precision": args.precision,
             "torch": torch.__version__,
         }
 

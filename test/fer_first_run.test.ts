@@ -7,7 +7,7 @@ import path from "node:path";
 import { firstRun } from "../src/train/first_run.js";
 import { readFer2013 } from "../src/data/fer2013.js";
 import { defaultDataRoot } from "../src/paths.js";
-import { loadSafetensors, liveTensors } from "../src/torch/index.js";
+import { loadSafetensors, liveTensors, resolvePrecision } from "../src/torch/index.js";
 
 const fer2013Dir = path.join(defaultDataRoot(), "fer2013");
 
@@ -34,6 +34,9 @@ test("tiny CNN on happy vs surprise beats the majority baseline on PublicTest", 
       lr: 0.002,
       seed: 0,
       threads: 2,
+      // What `first-run` uses by default: bf16 on a CPU with native bfloat16, else fp32
+      // (scripts/kernel-tests.sh runs this file again with FERKIT_NATIVE_BF16=0).
+      precision: resolvePrecision("auto").precision,
       maxPerClass: 1500,
       outDir: out,
       log: () => {},

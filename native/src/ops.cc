@@ -154,6 +154,7 @@ std::vector<OpDef> NNOps() {
       Op("dropout", [](Args& a) { return at::dropout(a.T(0), a.D(1), a.B(2)); }),
       Op("dropout2d", [](Args& a) { return at::feature_dropout(a.T(0), a.D(1), a.B(2)); }),
       UNARY("relu", relu),
+      Void("relu_", [](Args& a) { a.T(0).relu_(); }),
       Op("relu6", [](Args& a) { return at::hardtanh(a.T(0), 0, 6); }),
       Op("leakyRelu", [](Args& a) { return at::leaky_relu(a.T(0), a.Missing(1) ? at::Scalar(0.01) : a.S(1)); }),
       Op("elu", [](Args& a) { return at::elu(a.T(0), a.Missing(1) ? at::Scalar(1.0) : a.S(1)); }),

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { PACKAGE_ROOT } from "../torch/native.js";
+import { PRECISIONS, resolvePrecision, type Precision } from "../torch/autocast.js";
 import { defaultDataRoot, defaultRunsDir } from "../paths.js";
 import { DataError } from "../data/dataset.js";
 import { dataCommand } from "./data.js";
@@ -43,6 +44,11 @@ program
   .option("--threads <n>", "CPU threads for libtorch", positiveInt("--threads"), 2)
   .option("--max-per-class <n>", "cap on Training images per class", positiveInt("--max-per-class"), 3000)
   .addOption(
+    new Option("--precision <p>", "forward passes in bf16 (autocast) or fp32; auto: bf16 where the CPU has native bfloat16")
+      .choices(PRECISIONS)
+      .default("auto"),
+  )
+  .addOption(
     new Option("--out <dir>", "where to write model.safetensors and metrics.json").default(
       path.join(defaultRunsDir(), "first-run"),
       "runs/first-run",
@@ -59,10 +65,13 @@ program
       seed: number;
       threads: number;
       maxPerClass: number;
+      precision: Precision;
       out: string;
       json: boolean;
     }) => {
       const { firstRun } = await import("../train/first_run.js");
+      const precision = resolvePrecision(o.precision);
+      if (precision.note !== undefined) console.error(precision.note);
       const r = await firstRun({
         fer2013Dir: path.join(o.data, "fer2013"),
         classes: o.classes.split(",").map((s) => s.trim()),
@@ -72,6 +81,7 @@ program
         seed: o.seed,
         threads: o.threads,
         maxPerClass: o.maxPerClass,
+        precision: precision.precision,
         outDir: o.out,
         log: (line) => console.error(line),
       });
@@ -84,7 +94,7 @@ program
         `PublicTest (${r.classes.join(" vs ")}, n=${r.nTest}): accuracy ${pct(r.test.accuracy)}, macro-F1 ${pct(r.test.macroF1)}`,
       );
       console.log(
-        `majority-class baseline accuracy ${pct(r.majorityBaseline)}; seed ${r.seed}, ${r.steps} steps, ${r.trainSeconds.toFixed(1)} s training, OpenBLAS kernel ${r.openblasCoretype}`,
+        `majority-class baseline accuracy ${pct(r.majorityBaseline)}; seed ${r.seed}, ${r.steps} steps, ${r.trainSeconds.toFixed(1)} s training (${r.precision}), OpenBLAS kernel ${r.openblasCoretype}`,
       );
       r.classes.forEach((c, i) =>
         console.log(`  ${c.padEnd(9)} F1 ${pct(r.test.perClass[i].f1)}  (support ${r.test.perClass[i].support})`),

@@ -7,6 +7,7 @@ import { ConfigError } from "../train/config.js";
 import { stringify } from "csv-stringify/sync";
 import { PREDICT_LANDMARKS } from "../predict/images.js";
 import { positiveInt, positiveNumber } from "./options.js";
+import { PRECISIONS, resolvePrecision, type Precision } from "../torch/autocast.js";
 
 interface PredictFlags {
   model?: string;
@@ -26,6 +27,7 @@ interface PredictFlags {
   align?: "eyes" | "resize";
   maxFaces?: number;
   saveCrops?: string;
+  precision: Precision;
 }
 
 const out = (s: string): void => {
@@ -48,6 +50,14 @@ export function predictCommand(): Command {
     .option(
       "--no-tta",
       "do not average each face's probabilities with its horizontal flip's (averaging is the default, as the shipped model was evaluated)",
+    )
+    .addOption(
+      new Option(
+        "--precision <p>",
+        "classification in bf16 (autocast, 2.4x faster on the shipped model, same PrivateTest figures within 0.11 points) or fp32; auto: bf16 where the CPU has native bfloat16",
+      )
+        .choices(PRECISIONS)
+        .default("auto"),
     )
     .option("--every <n>", "videos: classify every n-th frame", positiveInt("--every"), 1)
     .option(
@@ -105,7 +115,9 @@ export function predictCommand(): Command {
       const cropWriter = o.saveCrops === undefined ? undefined : new CropWriter(o.saveCrops);
       const { FaceClassifier } = await import("../predict/classifier.js");
       const { expandInputs, predictImages } = await import("../predict/images.js");
-      const classifier = FaceClassifier.load(o.model);
+      const precision = resolvePrecision(o.precision);
+      if (precision.note !== undefined) console.error(precision.note);
+      const classifier = FaceClassifier.load(o.model, { precision: precision.precision });
       const detectorOptions = { landmarks: o.landmarks };
       const classes = classifier.classes;
       const expanded = expandInputs(inputs);

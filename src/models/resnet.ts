@@ -43,7 +43,7 @@ export class BasicBlock extends nn.Module {
     super();
     this.conv1 = this.registerModule("conv1", new nn.Conv2d(inPlanes, planes, 3, { stride, padding: 1, bias: false }));
     this.bn1 = this.registerModule("bn1", new nn.BatchNorm2d(planes));
-    this.registerModule("relu", new nn.ReLU());
+    this.registerModule("relu", new nn.ReLU(true));
     this.conv2 = this.registerModule("conv2", new nn.Conv2d(planes, planes, 3, { padding: 1, bias: false }));
     this.bn2 = this.registerModule("bn2", new nn.BatchNorm2d(planes));
     this.downsample = downsample === null ? null : this.registerModule("downsample", downsample);
@@ -59,19 +59,16 @@ export class BasicBlock extends nn.Module {
     const a = this.conv1.forward(x);
     const b = this.bn1.forward(a);
     a.dispose();
-    const c = F.relu(b);
+    F.relu_(b); // in place, as torchvision's ReLU(inplace=True)
+    const d = this.conv2.forward(b);
     b.dispose();
-    const d = this.conv2.forward(c);
-    c.dispose();
     const out = this.bn2.forward(d);
     d.dispose();
     const identity = this.downsample === null ? x : this.downsample.forward(x);
     // In place, as torchvision's `out += identity`: BatchNorm's backward does not read its output.
     out.add_(identity);
     if (identity !== x) identity.dispose();
-    const y = F.relu(out);
-    out.dispose();
-    return y;
+    return F.relu_(out);
   }
 }
 
@@ -122,7 +119,7 @@ export class ResNet extends nn.Module {
         : new nn.Conv2d(inChannels, 64, 3, { stride: 1, padding: 1, bias: false }),
     );
     this.bn1 = this.registerModule("bn1", new nn.BatchNorm2d(64));
-    this.registerModule("relu", new nn.ReLU());
+    this.registerModule("relu", new nn.ReLU(true));
     this.maxpool = stem === "imagenet" ? this.registerModule("maxpool", new nn.MaxPool2d(3, { stride: 2, padding: 1 })) : null;
     this.layer1 = this.registerModule("layer1", this.makeLayer(64, layers[0], 1));
     this.layer2 = this.registerModule("layer2", this.makeLayer(128, layers[1], 2));
@@ -158,8 +155,7 @@ export class ResNet extends nn.Module {
     const a = this.conv1.forward(x);
     const b = this.bn1.forward(a);
     a.dispose();
-    let h = F.relu(b);
-    b.dispose();
+    let h = F.relu_(b);
     if (this.maxpool !== null) {
       const p = this.maxpool.forward(h);
       h.dispose();

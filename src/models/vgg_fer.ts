@@ -85,7 +85,7 @@ export class VggFer extends nn.Module {
     for (const stage of VGG_FER_STAGES) {
       const out = scaled(stage);
       for (let k = 0; k < 2; k++) {
-        layers.push(new nn.Conv2d(c, out, 3, { padding: 1 }), new nn.BatchNorm2d(out), new nn.ReLU());
+        layers.push(new nn.Conv2d(c, out, 3, { padding: 1 }), new nn.BatchNorm2d(out), new nn.ReLU(true));
         c = out;
       }
       layers.push(new nn.MaxPool2d(2));
@@ -98,10 +98,10 @@ export class VggFer extends nn.Module {
       "classifier",
       new nn.Sequential(
         new nn.Linear(flat, hidden),
-        new nn.ReLU(),
+        new nn.ReLU(true),
         new nn.Dropout(dropout),
         new nn.Linear(hidden, hidden),
-        new nn.ReLU(),
+        new nn.ReLU(true),
         new nn.Dropout(dropout),
         new nn.Linear(hidden, numClasses),
       ),

@@ -104,6 +104,16 @@ export function dropout2d(x: Tensor, p = 0.5, training = true): Tensor {
 export function relu(x: Tensor): Tensor {
   return wrap(native.relu(x.handle));
 }
+/**
+ * `max(x, 0)` in place (PyTorch's `relu_`), returning `x` itself. Saves a tensor's worth of
+ * memory traffic; safe where nothing else reads `x`'s old values later, such as a BatchNorm or
+ * linear output (their backward passes read their inputs, not their outputs).
+ * @throws Error when `x` is a leaf that requires grad (libtorch refuses in-place ops on it)
+ */
+export function relu_(x: Tensor): Tensor {
+  native.relu_(x.handle);
+  return x;
+}
 /** `min(max(x, 0), 6)` (MobileNetV2). */
 export function relu6(x: Tensor): Tensor {
   return wrap(native.relu6(x.handle));

@@ -135,10 +135,13 @@ export class Dropout2d extends Module {
   }
 }
 
-/** `max(x, 0)`. */
+/** `max(x, 0)`; with `inplace`, written over its input and returning it (`nn.ReLU(inplace=True)`). */
 export class ReLU extends Module {
+  constructor(readonly inplace = false) {
+    super();
+  }
   forward(x: Tensor): Tensor {
-    return F.relu(x);
+    return this.inplace ? F.relu_(x) : F.relu(x);
   }
 }
 
