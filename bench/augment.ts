@@ -10,7 +10,8 @@
  *   - augment_ms: `makeViews` on the main thread (libtorch with --threads threads);
  *   - worker_augment_ms: the round trip of one request to an {@link AugmentWorker}
  *     (--worker-threads threads inside it), with nothing else running;
- *   - train_step_ms: one train step alone;
+ *   - train_step_ms: one train step alone, at --precision (bf16 or fp32; default ferkit's own,
+ *     bf16 on a CPU with native bfloat16, as the trainer runs);
  *   - overlap_train_step_ms: one train step while the worker builds the next batch's views
  *     (the intended use), so the cost of sharing the cores shows.
  * The images are seeded noise (the ops' cost does not depend on the content).
@@ -31,7 +32,7 @@ import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
 import { Rng } from "../src/data/sampler.js";
 import { AugmentWorker, makeViews } from "../src/augment/index.js";
-import { createModel } from "../src/models/index.js";
+import { atPrecision, createModel } from "../src/models/index.js";
 import { machineBusySeconds, median } from "./common.js";
 
 const { values } = parseArgs({
@@ -42,8 +43,12 @@ const { values } = parseArgs({
     threads: { type: "string", default: "2" },
     "worker-threads": { type: "string", default: "1" },
     batch: { type: "string", default: "64" },
+    precision: { type: "string", default: torch.resolvePrecision("auto").precision },
   },
 });
+if (values.precision !== "bf16" && values.precision !== "fp32")
+  throw new RangeError(`--precision must be bf16 or fp32, got ${values.precision}`);
+const precision: "bf16" | "fp32" = values.precision;
 const reps = Number(values.reps);
 const steps = Number(values.steps);
 const warmup = Number(values.warmup);
@@ -125,6 +130,7 @@ console.log(
 // --- VggFer train steps
 const model = createModel("vgg-fer");
 model.train();
+const net = atPrecision(model, precision);
 const opt = new torch.optim.Adam(model.parameters(), { lr: 5e-4 });
 const labels = torch.fromArray(
   Int32Array.from({ length: batchSize }, (_, i) => i % 7),
@@ -134,7 +140,7 @@ const labels = torch.fromArray(
 const input = torch.tidy(() => batch.float().div(255));
 function trainStep(): void {
   torch.tidy(() => {
-    const loss = torch.F.crossEntropy(model.forward(input), labels);
+    const loss = torch.F.crossEntropy(net.forward(input), labels);
     opt.zeroGrad();
     loss.backward();
     opt.step();

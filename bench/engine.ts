@@ -11,16 +11,18 @@
  * the trainer runs it), PyTorch fp32 as a PyTorch user gets it by default (contiguous), and
  * PyTorch under `torch.autocast("cpu", dtype=torch.bfloat16)` with channels_last model and
  * input (its fastest CPU recipe). ferkit's convolution weights are channels_last at both
- * precisions (its default). Each round times every side once, in an order that rotates from
- * round to round, ferkit in this process and PyTorch in one long-lived
+ * precisions (its default). Each round times every side once, in the orders of a balanced
+ * Latin square (Williams design: over 4 rounds each side runs once in each position and once
+ * after each other side), ferkit in this process and PyTorch in one long-lived
  * `/usr/bin/python3 bench/engine_pytorch.py ... --serve` subprocess per side, so the sides are
  * timed close together on a machine whose speed drifts; each measurement runs its own untimed
- * warm-up steps first. The report gives the median img/s per side over the rounds.
+ * warm-up steps first. The report gives the median img/s per side over the rounds, and the
+ * median of the per-round ratios as a paired check.
  *
  *   npm run bench:engine
  *   node dist/bench/engine.js --rounds 3 --steps 5 --warmup 2 --models vgg-fer-w0.5
  *
- * Options (environment variable in brackets): --rounds (FERKIT_BENCH_ROUNDS, 5), --steps timed
+ * Options (environment variable in brackets): --rounds (FERKIT_BENCH_ROUNDS, 8; a multiple of 4 balances the orders), --steps timed
  * steps per measurement (FERKIT_BENCH_STEPS, 4), --warmup untimed steps before each measurement
  * (FERKIT_BENCH_WARMUP, 1; plus 2 once at start), --threads (2), --models
  * (vgg-fer-w0.5,vgg-fer,resnet18), --max-other-load: a measurement during which other processes
@@ -30,7 +32,8 @@
  *
  * The last line printed is one JSON object: `{"results":[{"model","width","batch","threads",
  * "ferkit_precision","ferkit_img_s","ferkit_fp32_img_s","ferkit_bf16_img_s","pytorch_img_s",
- * "pytorch_bf16_img_s","ratio","ratio_bf16","ratio_fp32"}],"min_ratio","min_ratio_bf16",
+ * "pytorch_bf16_img_s","ratio","ratio_bf16","ratio_fp32","paired_ratio","paired_ratio_bf16",
+ * "paired_ratio_fp32"}],"min_ratio","min_ratio_bf16",
  * "min_ratio_fp32","ferkit_precision","native_bf16","ferkit_memory_format"}`, where `ratio` is
  * ferkit at its default precision (`auto`: bf16 on a CPU with native bfloat16) against PyTorch
  * fp32, `ratio_bf16` ferkit bf16 against PyTorch bf16 and `ratio_fp32` ferkit fp32 against
@@ -64,10 +67,17 @@ type Precision = "fp32" | "bf16";
 /** The four sides timed per model. */
 const SIDES = ["ferkit fp32", "ferkit bf16", "PyTorch fp32", "PyTorch bf16"] as const;
 type Side = (typeof SIDES)[number];
+/** Orders of the four sides, round after round: each side once in each position and once after each other side. */
+const WILLIAMS = [
+  [0, 1, 3, 2],
+  [1, 2, 0, 3],
+  [2, 3, 1, 0],
+  [3, 0, 2, 1],
+];
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: "string", default: process.env.FERKIT_BENCH_ROUNDS ?? "5" },
+    rounds: { type: "string", default: process.env.FERKIT_BENCH_ROUNDS ?? "8" },
     steps: { type: "string", default: process.env.FERKIT_BENCH_STEPS ?? "4" },
     warmup: { type: "string", default: process.env.FERKIT_BENCH_WARMUP ?? "1" },
     threads: { type: "string", default: "2" },
@@ -276,8 +286,7 @@ const samples = new Map<string, Record<Side, number[]>>(
   names.map((m) => [m, { "ferkit fp32": [], "ferkit bf16": [], "PyTorch fp32": [], "PyTorch bf16": [] }]),
 );
 for (let r = 1; r <= rounds; r++) {
-  // Rotate the order so no side always runs first (or right after another's warm caches).
-  const order = SIDES.map((_, k) => SIDES[(k + r - 1) % SIDES.length]);
+  const order = WILLIAMS[(r - 1) % WILLIAMS.length].map((k) => SIDES[k]);
   for (const name of names) {
     const line: string[] = [];
     let load = 0;
@@ -298,6 +307,7 @@ const results = names.map((name) => {
   const s = samples.get(name)!;
   const med = (side: Side): number => median(s[side]);
   const ferkitDefault = defaultPrecision === "bf16" ? med("ferkit bf16") : med("ferkit fp32");
+  const paired = (a: Side, b: Side): number => round3(median(s[a].map((x, i) => x / s[b][i])));
   return {
     model: name,
     width: c.width,
@@ -312,23 +322,28 @@ const results = names.map((name) => {
     ratio: round3(ferkitDefault / med("PyTorch fp32")),
     ratio_bf16: round3(med("ferkit bf16") / med("PyTorch bf16")),
     ratio_fp32: round3(med("ferkit fp32") / med("PyTorch fp32")),
+    paired_ratio: paired(defaultPrecision === "bf16" ? "ferkit bf16" : "ferkit fp32", "PyTorch fp32"),
+    paired_ratio_bf16: paired("ferkit bf16", "PyTorch bf16"),
+    paired_ratio_fp32: paired("ferkit fp32", "PyTorch fp32"),
   };
 });
 for (const r of results) {
   console.log(
     `${r.model} (batch ${r.batch}, ${r.threads} threads, medians of ${rounds}): ferkit fp32 ${r.ferkit_fp32_img_s}, bf16 ${r.ferkit_bf16_img_s}; ` +
       `PyTorch fp32 ${r.pytorch_img_s}, bf16 ${r.pytorch_bf16_img_s} img/s; ` +
-      `ratio ${r.ratio} (ferkit ${r.ferkit_precision} / PyTorch fp32), bf16 ${r.ratio_bf16}, fp32 ${r.ratio_fp32}`,
+      `ratio ${r.ratio} (ferkit ${r.ferkit_precision} / PyTorch fp32), bf16 ${r.ratio_bf16}, fp32 ${r.ratio_fp32}; ` +
+      `medians of per-round ratios ${r.paired_ratio}, ${r.paired_ratio_bf16}, ${r.paired_ratio_fp32}`,
   );
 }
 const minRatio = Math.min(...results.map((r) => r.ratio));
 const minRatioBf16 = Math.min(...results.map((r) => r.ratio_bf16));
 const minRatioFp32 = Math.min(...results.map((r) => r.ratio_fp32));
 if (nativeBf16) {
-  const vggMin = Math.min(...results.filter((r) => r.model.startsWith("vgg-fer")).map((r) => r.ratio));
+  const vgg = results.filter((r) => r.model.startsWith("vgg-fer")).map((r) => r.ratio);
   const met = (ok: boolean): string => (ok ? "met" : "NOT met");
+  const vggLine = vgg.length === 0 ? "" : `; VGG-FER ${Math.min(...vgg)}, target >= 2.5: ${met(Math.min(...vgg) >= 2.5)}`;
   console.log(
-    `min ratio ${minRatio} (target >= 2.0: ${met(minRatio >= 2)}; VGG-FER ${vggMin}, target >= 2.5: ${met(vggMin >= 2.5)}); ` +
+    `min ratio ${minRatio} (target >= 2.0: ${met(minRatio >= 2)}${vggLine}); ` +
       `min ratio bf16 ${minRatioBf16} (target >= 1.0: ${met(minRatioBf16 >= 1)}); min ratio fp32 ${minRatioFp32}`,
   );
 } else {

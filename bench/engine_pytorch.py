@@ -5,8 +5,8 @@ Run with Debian's interpreter (/usr/bin/python3, package python3-torch), which l
 same libtorch 1.13 as ferkit's binding. The models mirror src/models/vgg_fer.ts and
 src/models/resnet.ts layer for layer, with the same state_dict names and shapes
 (bench/engine.ts compares them before timing). ReLU is in place, as in torchvision
-(nn.ReLU(inplace=True)); --no-inplace gives the out-of-place ReLU that ferkit runs (its
-binding has no relu_), to separate that difference from everything else.
+(nn.ReLU(inplace=True)), as ferkit's VGG-FER and ResNet do; --no-inplace gives an out-of-place
+ReLU, to see what that difference costs.
 
   /usr/bin/python3 bench/engine_pytorch.py vgg-fer --batch 64 --steps 20 --warmup 3 --threads 2
   /usr/bin/python3 bench/engine_pytorch.py resnet18 --describe
@@ -163,7 +163,7 @@ def main():
                     help='bf16: forward and loss under torch.autocast("cpu", dtype=torch.bfloat16), as PyTorch\'s AMP recipe')
     ap.add_argument("--memory-format", choices=["contiguous", "channels_last"], default="contiguous",
                     help="model and input memory format (contiguous is PyTorch's default)")
-    ap.add_argument("--no-inplace", action="store_true", help="out-of-place ReLU (ferkit has no in-place relu)")
+    ap.add_argument("--no-inplace", action="store_true", help="out-of-place ReLU (ferkit's models, like torchvision's, use in-place ReLU)")
     ap.add_argument("--describe", action="store_true", help="print parameter count and state_dict shapes, no timing")
     ap.add_argument("--serve", action="store_true", help='keep the model; time {"steps","warmup"} requests read from stdin')
     args = ap.parse_args()

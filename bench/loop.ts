@@ -17,15 +17,16 @@
  *   npm run bench:loop
  *   node dist/bench/loop.js --rounds 4
  *
- * Options: --rounds (8), --compute-steps (10), --threads (2). The last line printed is one
- * JSON object `{"loop_steps_s","compute_steps_s","overhead_pct"}`.
+ * Options: --rounds (8), --compute-steps (10), --threads (2), --precision of both sides (bf16
+ * or fp32; default: ferkit's own, bf16 on a CPU with native bfloat16). The last line printed is
+ * one JSON object `{"loop_steps_s","compute_steps_s","overhead_pct","precision"}`.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
-import { createModel } from "../src/models/index.js";
+import { atPrecision, createModel } from "../src/models/index.js";
 import { defaultDataRoot } from "../src/paths.js";
 import { loadConfigFile } from "../src/train/config.js";
 import { train } from "../src/train/trainer.js";
@@ -36,8 +37,12 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "8" },
     "compute-steps": { type: "string", default: "10" },
     threads: { type: "string", default: "2" },
+    precision: { type: "string", default: torch.resolvePrecision("auto").precision },
   },
 });
+if (values.precision !== "bf16" && values.precision !== "fp32")
+  throw new RangeError(`--precision must be bf16 or fp32, got ${values.precision}`);
+const precision: "bf16" | "fp32" = values.precision;
 const rounds = Number(values.rounds);
 const computeSteps = Number(values["compute-steps"]);
 const threads = Number(values.threads);
@@ -52,7 +57,8 @@ const config = {
   ...preset,
   threads,
   data: { ...preset.data, limits: { train: null, val: 256, test: 256 } },
-  train: { ...preset.train, steps, epochSteps: 10 ** 9, logEvery: WINDOW },
+  train: { ...preset.train, steps, epochSteps: 10 ** 9, logEvery: WINDOW, precision },
+  eval: { ...preset.eval, precision },
 };
 const B = config.train.batchSize;
 torch.setNumThreads(threads);
@@ -60,13 +66,14 @@ torch.setNumThreads(threads);
 /** (b): the model compute of one step on a fixed batch (a model of its own, kept across rounds). */
 class PureCompute {
   readonly model = createModel("vgg-fer", { width: config.model.width, dropout: config.model.dropout, numClasses: 7, inChannels: 1 });
+  readonly net = atPrecision(this.model, precision);
   readonly opt = new torch.optim.SGD(this.model.parameters(), { lr: 0.01, momentum: 0.9, nesterov: true, weightDecay: 5e-4 });
   readonly x = torch.keep(torch.rand([B, 1, 48, 48]));
   readonly y = torch.keep(torch.randint(0, 7, [B]));
 
   step(): void {
     torch.tidy(() => {
-      const loss = torch.F.crossEntropy(this.model.forward(this.x), this.y);
+      const loss = torch.F.crossEntropy(this.net.forward(this.x), this.y);
       this.opt.zeroGrad();
       loss.backward();
       this.opt.step();
@@ -82,7 +89,7 @@ class PureCompute {
 }
 
 console.log(
-  `ferkit training-loop benchmark: fer2013-supervised step (VGG-FER width ${config.model.width}, batch ${B}), ${threads} threads, ${rounds} rounds of ${computeSteps} compute steps + ${WINDOW} trainer steps`,
+  `ferkit training-loop benchmark: fer2013-supervised step (VGG-FER width ${config.model.width}, batch ${B}, ${precision}), ${threads} threads, ${rounds} rounds of ${computeSteps} compute steps + ${WINDOW} trainer steps`,
 );
 torch.manualSeed(0);
 const pure = new PureCompute();

@@ -16,7 +16,9 @@
  *   npm run bench:memory                      # 2,000 steps (about an hour on 2 cores)
  *   node dist/bench/memory.js --steps 300     # quicker
  *
- * Options: --steps (2000), --batch (64), --threads (2), --every (100), --warmup (200),
+ * Options: --steps (2000), --batch (64), --threads (2), --every (100), --warmup (200), --precision
+ * (bf16 or fp32, default ferkit's own: bf16 on a CPU with native bfloat16; bf16 also exercises
+ * the autocast regions' weight-cast cache, released at the end of each),
  * --trim-every (50; 0 = never): return the C allocator's free pages to the OS every that
  * many steps with `torch.releaseFreeMemory()`, as the trainer does every `train.logEvery`
  * (default 50) steps. A sample due at the same step is read after the trim.
@@ -25,7 +27,7 @@
  */
 import { parseArgs } from "node:util";
 import * as torch from "../src/torch/index.js";
-import { createModel } from "../src/models/index.js";
+import { atPrecision, createModel } from "../src/models/index.js";
 
 const { values } = parseArgs({
   options: {
@@ -35,8 +37,12 @@ const { values } = parseArgs({
     every: { type: "string", default: "100" },
     warmup: { type: "string", default: "200" },
     "trim-every": { type: "string", default: "50" },
+    precision: { type: "string", default: torch.resolvePrecision("auto").precision },
   },
 });
+if (values.precision !== "bf16" && values.precision !== "fp32")
+  throw new RangeError(`--precision must be bf16 or fp32, got ${values.precision}`);
+const precision: "bf16" | "fp32" = values.precision;
 const steps = Number(values.steps);
 const batch = Number(values.batch);
 const threads = Number(values.threads);
@@ -54,6 +60,7 @@ torch.setNumThreads(threads);
 torch.manualSeed(0);
 const model = createModel("vgg-fer");
 model.train();
+const net = atPrecision(model, precision);
 const opt = new torch.optim.Adam(model.parameters(), { lr: 1e-3 });
 
 interface Sample {
@@ -89,14 +96,14 @@ const take = (step: number, loss: number): void => {
 };
 
 console.log(
-  `VggFer (${model.numParameters()} parameters), batch ${batch}, ${threads} threads, ${steps} steps, ${trimEvery > 0 ? `free memory released every ${trimEvery} steps` : "free memory never released"}`,
+  `VggFer (${model.numParameters()} parameters), batch ${batch}, ${precision}, ${threads} threads, ${steps} steps, ${trimEvery > 0 ? `free memory released every ${trimEvery} steps` : "free memory never released"}`,
 );
 take(0, NaN);
 for (let step = 1; step <= steps; step++) {
   const loss = torch.tidy(() => {
     const x = torch.randn([batch, 1, 48, 48]);
     const y = torch.randint(0, 7, [batch]);
-    const out = model.forward(x);
+    const out = net.forward(x);
     const l = torch.F.crossEntropy(out, y);
     opt.zeroGrad();
     l.backward();

@@ -79,9 +79,11 @@ def main():
     def forward_and_loss():
         with torch.no_grad():
             if args.cat:
-                p = model(torch.cat([u_w1, u_w2])).softmax(1).view(2, U, -1).mean(0)
+                # .float(): the pseudo-label softmax in float32, as ferkit computes it (under CPU
+                # autocast, 1.13's softmax would otherwise run in the logits' bfloat16).
+                p = model(torch.cat([u_w1, u_w2])).float().softmax(1).view(2, U, -1).mean(0)
             else:
-                p = (model(u_w1).softmax(1) + model(u_w2).softmax(1)) / 2
+                p = (model(u_w1).float().softmax(1) + model(u_w2).float().softmax(1)) / 2
             conf, pseudo_label = p.max(1)
             mask = (conf >= tau[pseudo_label]).float()
         if args.cat:
