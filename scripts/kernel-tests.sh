@@ -20,10 +20,11 @@ if [ "${FERKIT_NATIVE_BF16:-}" = 1 ] || { [ "${FERKIT_NATIVE_BF16:-}" != 0 ] && 
   native_bf16=1
 fi
 main_precision=$([ $native_bf16 = 1 ] && echo bf16 || echo fp32)
-main_kernel=${OPENBLAS_CORETYPE:-}
-
 kernels=(Haswell)
 grep -qw avx512f /proc/cpuinfo && kernels+=(SkylakeX)
+# Unset, OpenBLAS picks the CPU's own kernel; on these CPUs that computes as SkylakeX with
+# AVX-512 and as Haswell without (docs/evidence.md).
+main_kernel=${OPENBLAS_CORETYPE:-${kernels[-1]}}
 for k in "${kernels[@]}"; do
   precisions=(fp32)
   [ $native_bf16 = 1 ] && precisions+=(bf16)

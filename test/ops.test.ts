@@ -3,6 +3,9 @@
  * worked out in the test), creation functions and dtype round trips.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, test } from "node:test";
 import * as torch from "../src/torch/index.js";
 import { assertAllClose, assertClose, assertTensor, logSoftmaxRow } from "./helpers.js";
@@ -706,5 +709,36 @@ describe("creation and dtypes", () => {
 describe("statistics helpers", () => {
   test("assertAllClose reports mismatches", () => {
     assert.throws(() => assertAllClose([1, 2], [1, 2.5], 1e-3), /\[1\]: expected 2.5, got 2/);
+  });
+});
+
+describe("profiler", () => {
+  test("profile writes a Chrome trace of the ops a callback runs, and refuses a path it cannot write", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "ferkit-profile-"));
+    try {
+      const file = path.join(dir, "trace.json");
+      const y = torch.profile(file, () =>
+        torch.tidy(() =>
+          torch.F.conv2d(torch.ones([1, 2, 5, 5]), torch.ones([3, 2, 3, 3]))
+            .sum()
+            .item(),
+        ),
+      );
+      assert.equal(y, 3 * 9 * 2 * 9);
+      const trace = JSON.parse(readFileSync(file, "utf8")) as { traceEvents?: { name: string; dur: number }[] } | { name: string }[];
+      const events = Array.isArray(trace) ? trace : (trace.traceEvents ?? []);
+      assert.ok(
+        events.some((e) => e.name === "aten::conv2d"),
+        "the convolution is in the trace",
+      );
+      assert.throws(() => torch.profile(path.join(dir, "missing", "t.json"), () => 1), /cannot write/);
+      assert.equal(
+        torch.profile(file, () => 2),
+        2,
+        "a failed start leaves no profile open",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -5,8 +5,11 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
-#include <algorithm>
+#include <ATen/MemoryOverlap.h>
+
+#include <atomic>
 #include <cmath>
+#include <initializer_list>
 
 #include "common.h"
 
@@ -39,7 +42,7 @@ void FusedAdam(float* __restrict p, const float* __restrict g, float* __restrict
       v[i] = vi;
       float second = vi;
       if (Amsgrad) {
-        second = std::max(vmax[i], vi);
+        second = (vi > vmax[i] || std::isnan(vi)) ? vi : vmax[i];  // at::maximum propagates NaN
         vmax[i] = second;
       }
       float denom = std::sqrt(second) / k.bias_correction2_sqrt + k.eps;
@@ -48,15 +51,31 @@ void FusedAdam(float* __restrict p, const float* __restrict g, float* __restrict
   });
 }
 
-// Whether `t` is float32 with exactly the sizes and strides of the dense tensor `like`.
+// Whether `t` is float32 and lays its elements out in memory as the dense tensor `like` does:
+// same sizes, same strides wherever a dimension has more than one element.
 bool SameDenseFloat(const at::Tensor& t, const at::Tensor& like) {
-  return t.scalar_type() == at::kFloat && t.sizes().equals(like.sizes()) && t.strides().equals(like.strides());
+  if (t.scalar_type() != at::kFloat || !t.sizes().equals(like.sizes())) return false;
+  for (int64_t d = 0; d < t.dim(); d++)
+    if (t.size(d) > 1 && t.stride(d) != like.stride(d)) return false;
+  return true;
 }
+
+// Whether any two of the tensors share memory (the kernel's pointers are declared unaliased).
+bool AnyOverlap(std::initializer_list<const at::Tensor*> ts) {
+  for (auto a = ts.begin(); a != ts.end(); ++a)
+    for (auto b = a + 1; b != ts.end(); ++b)
+      if (at::get_overlap_status(**a, **b) != at::MemOverlapStatus::No) return true;
+  return false;
+}
+
+// Parameter updates that took the fused path, process-wide (tests check the path is taken).
+std::atomic<int64_t> fused_adam_updates{0};
 
 }  // namespace
 
 std::vector<OpDef> OptimOps() {
   return {
+      {"adamFusedUpdates", [](Args& a) -> Napi::Value { return Napi::Number::New(a.env, static_cast<double>(fused_adam_updates.load())); }},
       // sgdStep(param, momentum_buffer?, lr, momentum, dampening, weight_decay, nesterov, first_step)
       // Returns false when the parameter has no gradient (nothing done).
       Op("sgdStep",
@@ -93,7 +112,9 @@ std::vector<OpDef> OptimOps() {
            double step = a.D(4), lr = a.D(5), beta1 = a.D(6), beta2 = a.D(7), eps = a.D(8), wd = a.D(9);
            bool amsgrad = a.B(10), decoupled = a.B(11);
            bool fused = p.scalar_type() == at::kFloat && p.is_non_overlapping_and_dense() && SameDenseFloat(g, p) &&
-                        SameDenseFloat(exp_avg, p) && SameDenseFloat(exp_avg_sq, p) && (!amsgrad || SameDenseFloat(a.T(3), p));
+                        SameDenseFloat(exp_avg, p) && SameDenseFloat(exp_avg_sq, p) && (!amsgrad || SameDenseFloat(a.T(3), p)) &&
+                        !AnyOverlap(amsgrad ? std::initializer_list<const at::Tensor*>{&p, &g, &exp_avg, &exp_avg_sq, &a.T(3)}
+                                            : std::initializer_list<const at::Tensor*>{&p, &g, &exp_avg, &exp_avg_sq});
            if (fused) {
              double bias_correction1 = 1 - std::pow(beta1, step);
              AdamConstants k{static_cast<float>(wd != 0 && !decoupled ? wd : 0),
@@ -116,6 +137,7 @@ std::vector<OpDef> OptimOps() {
              // Written through raw pointers: tell autograd these tensors changed, as an in-place op would.
              for (auto* t : {&p, &exp_avg, &exp_avg_sq}) t->unsafeGetTensorImpl()->bump_version();
              if (amsgrad) a.T(3).unsafeGetTensorImpl()->bump_version();
+             fused_adam_updates++;
              return true;
            }
            if (wd != 0) {

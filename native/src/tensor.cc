@@ -10,6 +10,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cstring>
+#include <fstream>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -318,8 +319,8 @@ std::vector<OpDef> RuntimeOps() {
        }},
       Void("autocastEnter", [](Args& a) {
         auto dtype = a.Dtype(1, at::kBFloat16);
-        TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kHalf, "autocast: the CPU dtype must be bfloat16 or float16, got ",
-                    DtypeName(dtype));
+        // libtorch 1.13 has no float16 CPU convolutions or GEMMs: bfloat16 is the CPU's autocast type.
+        TORCH_CHECK(dtype == at::kBFloat16, "autocast: the CPU dtype must be bfloat16, got ", DtypeName(dtype));
         at::autocast::set_cpu_enabled(a.B(0));
         at::autocast::set_autocast_cpu_dtype(dtype);
         at::autocast::increment_nesting();
@@ -334,7 +335,10 @@ std::vector<OpDef> RuntimeOps() {
       Void("profilerStart", [](Args& a) {
         auto& active = ActiveProfile();
         TORCH_CHECK(active == nullptr, "profilerStart: a profile is already being recorded");
-        active = std::make_unique<torch::autograd::profiler::RecordProfile>(a.Str(0));
+        auto file = a.Str(0);
+        // RecordProfile writes at the end and ignores a stream that failed to open: check first.
+        TORCH_CHECK(std::ofstream(file).good(), "profilerStart: cannot write ", file);
+        active = std::make_unique<torch::autograd::profiler::RecordProfile>(file);
       }),
       Void("profilerStop", [](Args&) {
         auto& active = ActiveProfile();

@@ -71,7 +71,7 @@ program
     }) => {
       const { firstRun } = await import("../train/first_run.js");
       const precision = resolvePrecision(o.precision);
-      if (precision.note !== undefined) console.error(precision.note);
+      if (o.precision === "bf16" && precision.note !== undefined) console.error(precision.note);
       const r = await firstRun({
         fer2013Dir: path.join(o.data, "fer2013"),
         classes: o.classes.split(",").map((s) => s.trim()),

@@ -116,7 +116,7 @@ export function predictCommand(): Command {
       const { FaceClassifier } = await import("../predict/classifier.js");
       const { expandInputs, predictImages } = await import("../predict/images.js");
       const precision = resolvePrecision(o.precision);
-      if (precision.note !== undefined) console.error(precision.note);
+      if (o.precision === "bf16" && precision.note !== undefined) console.error(precision.note);
       const classifier = FaceClassifier.load(o.model, { precision: precision.precision });
       const detectorOptions = { landmarks: o.landmarks };
       const classes = classifier.classes;

@@ -146,7 +146,7 @@ export function trainCommand(): Command {
           `${result.testSplit}: accuracy ${pct(result.test.accuracy)}, macro-F1 ${pct(result.test.macroF1)} (n=${result.test.n}); best step ${result.best?.step}`,
         );
       }
-      console.log(`${result.step} steps, ${result.wallSeconds.toFixed(0)} s; run folder ${result.runDir}`);
+      console.log(`${result.step} steps, ${result.wallSeconds.toFixed(0)} s (${result.precision}); run folder ${result.runDir}`);
       if (o.report) {
         const { writeReport } = await import("../report/index.js");
         console.log(`report: ${writeReport([result.runDir]).file}`);
@@ -182,7 +182,7 @@ export function evalCommand(): Command {
         .choices(PRECISIONS)
         .default("auto"),
     )
-    .option("--json", "print one JSON object: accuracy, macro_f1, per_class, confusion_matrix, classes, n, ece", false)
+    .option("--json", "print one JSON object: accuracy, macro_f1, per_class, confusion_matrix, classes, n, ece, precision", false)
     .action(async (o: EvalFlags) => {
       const { loadModelFile } = await import("../train/model_file.js");
       const { model, card } = loadModelFile(o.model);
@@ -211,11 +211,11 @@ export function evalCommand(): Command {
       if (unmapped.length > 0)
         console.error(`warning: ${split.n - keep.length} images of classes the model lacks (${unmapped.join(", ")}) are left out`);
       const precision = resolvePrecision(o.precision);
-      if (precision.note !== undefined) console.error(precision.note);
+      if (o.precision === "bf16" && precision.note !== undefined) console.error(precision.note);
       const r = evaluate(model, { images, labels, shape: split.shape }, card.classes, { tta: o.tta, precision: precision.precision });
       model.dispose();
       if (o.json) {
-        console.log(JSON.stringify(evalJson(r)));
+        console.log(JSON.stringify({ ...evalJson(r), precision: precision.precision }));
         return;
       }
       const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;

@@ -14,8 +14,11 @@
 import { readFileSync } from "node:fs";
 import { native } from "./native.js";
 
-/** The lower-precision dtype an autocast region runs in. */
-export type AutocastDtype = "bfloat16" | "float16";
+/**
+ * The lower-precision dtype an autocast region runs in. bfloat16 only: libtorch 1.13 has no
+ * float16 CPU convolutions or matrix products, and PyTorch disables CPU autocast for float16.
+ */
+export type AutocastDtype = "bfloat16";
 
 /** The thread's autocast state. */
 export interface AutocastState {
@@ -49,7 +52,9 @@ export interface AutocastGuard {
  * Opens an autocast region that lasts until the returned guard is disposed:
  * `using _ = autocastScope();`. Guards must end in the reverse order of their creation,
  * which `using` guarantees. Prefer {@link autocast} when the region is one callback.
- * @throws Error when `dtype` is not a lower-precision float type
+ * A guard disposed out of order (an outer one before an inner one) restores the state its
+ * region began with, which leaves the other region's state in place: keep them nested.
+ * @throws Error when `dtype` is not "bfloat16"
  */
 export function autocastScope(options: AutocastOptions = {}): AutocastGuard {
   const previous = autocastState();
@@ -68,6 +73,8 @@ export function autocastScope(options: AutocastOptions = {}): AutocastGuard {
  * Runs `fn` under CPU autocast and restores the previous state afterwards, also when `fn`
  * throws. Regions nest; the cache of float32 -> bfloat16 weight casts is cleared when the
  * outermost region ends, so run each training step's forward passes in their own region.
+ * One region should not span an `inferenceMode` pass and a pass with autograd: the casts the
+ * first one caches would be inference tensors, which the second cannot save for backward.
  * @example const logits = autocast(() => model.forward(x)).float(); // bf16 compute, float32 out
  * @throws TypeError when `fn` returns a Promise (the state is per synchronous call)
  */
@@ -123,9 +130,4 @@ export function resolvePrecision(requested: Precision): ResolvedPrecision {
     precision: "fp32",
     note: requested === "bf16" ? `precision bf16 requested, but ${why}: running fp32` : `precision auto: fp32, since ${why}`,
   };
-}
-
-/** Runs `fn` under bfloat16 autocast when `precision` is "bf16", else as is (float32). */
-export function withPrecision<T>(precision: "bf16" | "fp32", fn: () => T): T {
-  return precision === "bf16" ? autocast(fn) : fn();
 }

@@ -121,6 +121,25 @@ export function withBlasThreads<T>(n: number, fn: () => T): T {
   }
 }
 
+/**
+ * Records every libtorch op that `fn` runs (name, start and duration in microseconds, thread)
+ * into `file` as a Chrome trace (JSON; open it in chrome://tracing or Perfetto), with libtorch's
+ * autograd profiler: to see where a training step spends its time, op by op, beside PyTorch's
+ * `torch.autograd.profiler.profile().export_chrome_trace()`.
+ * @throws TypeError when `fn` returns a Promise; Error when a profile is already being recorded
+ *   on this thread, or `file` cannot be written
+ */
+export function profile<T>(file: string, fn: () => T): T {
+  native.profilerStart(file);
+  try {
+    const out = fn();
+    if (out instanceof Promise) throw new TypeError("profile: the callback must be synchronous");
+    return out;
+  } finally {
+    native.profilerStop();
+  }
+}
+
 /** The libtorch version the binding was built against, e.g. "1.13.0". */
 export function libtorchVersion(): string {
   return native.version() as string;

@@ -170,7 +170,8 @@ export class Tensor implements Tracked {
    * (PyTorch's `t.to(memory_format=...)`, which returns `t` then). Unlike {@link contiguous},
    * a tensor whose strides fit both orders, such as a `[O, 1, kH, kW]` filter, is copied into
    * channels_last strides, which is what libtorch's convolutions look at to pick NHWC.
-   * @throws TypeError when `format` is not "contiguous" or "channels_last"
+   * @throws TypeError when `format` is not "contiguous" or "channels_last"; Error for
+   *   "channels_last" on a tensor that is not 4-D
    */
   toMemoryFormat(format: MemoryFormat): Tensor | null {
     const h = native.toMemoryFormat(this.handle, format) as Handle | null;

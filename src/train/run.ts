@@ -20,6 +20,7 @@ const { optim } = torch;
 
 /** The pieces of one training run. */
 export interface Run {
+  /** The config as the run executes it: "auto" precisions replaced by what they resolved to. */
   readonly config: TrainConfig;
   /** The run folder: config.json, log.jsonl, checkpoints/, metrics.json, model.safetensors. */
   readonly dir: string;
@@ -78,9 +79,10 @@ export function readRunConfig(runDir: string): TrainConfig {
  * @throws ConfigError when `model.init` does not fit the config; DataError on unusable data
  */
 export async function buildRun(
-  config: TrainConfig,
+  requested: TrainConfig,
   o: { dir: string; dataRoot: string; fresh: boolean; log: (line: string) => void; progress: boolean },
 ): Promise<Run> {
+  let config = requested;
   torch.setNumThreads(config.threads);
   torch.manualSeed(config.seed);
   const data = await loadRunData(config, o.dataRoot, o.log, o.progress);
@@ -92,9 +94,12 @@ export async function buildRun(
     stem: config.model.stem,
   };
   const model = createModel(config.model.name, modelOptions);
-  const precision = resolveAndSay(config.train.precision, "train.precision", o.log);
-  const evalPrecision = resolveAndSay(config.eval.precision, "eval.precision", o.log);
+  const precision = choosePrecision(config.train.precision, o.fresh, o.log);
+  const evalPrecision =
+    config.eval.precision === config.train.precision ? precision : choosePrecision(config.eval.precision, o.fresh, o.log);
   o.log(`precision: training ${precision}, evaluation ${evalPrecision}`);
+  // From here on the config says what runs: config.json, checkpoints and the log record it.
+  config = { ...config, train: { ...config.train, precision }, eval: { ...config.eval, precision: evalPrecision } };
   if (config.model.init !== null && o.fresh) initWeights(model, config.model.init, config, data.classes);
   const ema = config.train.emaDecay > 0 ? new EmaTeacher(model, createModel(config.model.name, modelOptions), config.train.emaDecay) : null;
   const optimizer = buildOptimizer(model, config.optimizer);
@@ -124,10 +129,19 @@ export async function buildRun(
   };
 }
 
-/** Resolves a precision setting on this CPU, saying in one line when it is not what was asked. */
-function resolveAndSay(requested: torch.Precision, field: string, log: (line: string) => void): "bf16" | "fp32" {
-  const r = torch.resolvePrecision(requested);
-  if (r.note !== undefined) log(`${field}: ${r.note}`);
+/**
+ * The precision a run executes at. A new run resolves its setting on this CPU, saying in one
+ * line when that is not bf16. A resumed run keeps the precision it started with, so it stays
+ * exact: bf16 on a CPU without native bfloat16 still runs, emulated and slower, and says so.
+ */
+function choosePrecision(setting: torch.Precision, fresh: boolean, log: (line: string) => void): "bf16" | "fp32" {
+  if (!fresh && setting !== "auto") {
+    if (setting === "bf16" && !torch.cpuHasNativeBf16())
+      log("this run started in bf16 and continues in bf16 to stay exact, emulated on this CPU (no native bfloat16): slower than its start");
+    return setting;
+  }
+  const r = torch.resolvePrecision(setting);
+  if (r.note !== undefined) log(r.note);
   return r.precision;
 }
 

@@ -64,6 +64,8 @@ export interface TrainResult {
   best: { metric: number; step: number } | null;
   /** Training wall time over all invocations, in seconds. */
   wallSeconds: number;
+  /** What the training forward passes ran at. */
+  precision: "bf16" | "fp32";
 }
 
 /** The named parts of a run's loop (the loop calls `all` at each moment, in order). */
@@ -200,12 +202,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const parts = buildParts(run, out, o);
     if (o.resume) {
       parts.checkpointer.restore();
-      out.write({ event: "resume", step: run.step });
+      out.write({ event: "resume", step: run.step, precision: run.precision, eval_precision: run.evalPrecision });
       log(`resumed ${o.runDir} at step ${run.step}`);
     } else {
       // Written only once the data loaded, so a run that could not start leaves no run folder behind.
       mkdirSync(o.runDir, { recursive: true });
-      writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(resolvedConfig(run), null, 2) + "\n");
+      writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(run.config, null, 2) + "\n");
       out.write(startEvent(run));
     }
     const completed = await stoppableLoop(run, parts, out, o.stopAfter);
@@ -215,6 +217,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       testSplit: config.data.testSplit,
       best: parts.selection.best,
       wallSeconds: parts.clock.seconds(),
+      precision: run.precision,
     };
     if (!completed) return { ...result, status: "interrupted", test: null };
     return { ...result, status: "completed", test: finishRun(run, { ...parts, out }, result.wallSeconds) };
@@ -247,20 +250,11 @@ async function stoppableLoop(run: Run, parts: Parts, out: RunLog, stopAfter: num
   }
 }
 
-/**
- * The config as this run executes it: "auto" precisions replaced by what they resolved to, so
- * a resumed run keeps its precision (and stays exact) and the folder says what ran.
- */
-function resolvedConfig(run: Run): TrainConfig {
-  const { config } = run;
-  return { ...config, train: { ...config.train, precision: run.precision }, eval: { ...config.eval, precision: run.evalPrecision } };
-}
-
 /** The log's first event: the config, the data's sizes, the libtorch version and the precision. */
 function startEvent(run: Run): Record<string, unknown> {
   return {
     event: "start",
-    config: resolvedConfig(run),
+    config: run.config,
     precision: run.precision,
     eval_precision: run.evalPrecision,
     native_bf16: torch.cpuHasNativeBf16(),

@@ -3,6 +3,15 @@ import { native } from "../native.js";
 import { zerosLike } from "../creation.js";
 import { Optimizer } from "./optimizer.js";
 
+/**
+ * How many parameter updates in this process took Adam's fused float32 path (one pass over a
+ * dense float32 parameter and its state) rather than PyTorch's op-by-op sequence, which other
+ * dtypes and layouts take. For tests and performance work.
+ */
+export function adamFusedUpdates(): number {
+  return native.adamFusedUpdates() as number;
+}
+
 /** Hyper-parameters of {@link Adam} and {@link AdamW}. */
 export interface AdamOptions {
   /** Learning rate. */
