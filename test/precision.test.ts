@@ -114,6 +114,22 @@ describe("autocast", () => {
     });
   });
 
+  test("a no-grad forward before a training forward leaves every weight a gradient (one region per forward)", () => {
+    // In one autocast region libtorch would reuse the first forward's graph-less weight casts
+    // for the second, and the convolution and linear weights would get no gradient.
+    torch.tidy(() => {
+      torch.manualSeed(4);
+      const model = createModel("vgg-fer", { width: 0.25 }).train();
+      const net = atPrecision(model, "bf16");
+      const x = torch.rand([4, 1, 48, 48]);
+      torch.inferenceMode(() => torch.tidy(() => net.forward(x).softmax(1).toArray()));
+      torch.noGrad(() => net.forward(x));
+      F.crossEntropy(net.forward(x), torch.randint(0, 7, [4])).backward();
+      for (const [k, p] of model.namedParameters()) assert.ok(p.grad !== null, `${k} has a gradient`);
+      model.dispose();
+    });
+  });
+
   test("BatchNorm's running statistics stay float32 and follow a bf16 training pass", () => {
     torch.tidy(() => {
       torch.manualSeed(2);

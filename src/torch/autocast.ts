@@ -73,8 +73,11 @@ export function autocastScope(options: AutocastOptions = {}): AutocastGuard {
  * Runs `fn` under CPU autocast and restores the previous state afterwards, also when `fn`
  * throws. Regions nest; the cache of float32 -> bfloat16 weight casts is cleared when the
  * outermost region ends, so run each training step's forward passes in their own region.
- * One region should not span an `inferenceMode` pass and a pass with autograd: the casts the
- * first one caches would be inference tensors, which the second cannot save for backward.
+ * One region should not span a pass under `noGrad` or `inferenceMode` and a pass with autograd:
+ * the second reuses the casts the first cached, which carry no graph (or are inference tensors),
+ * so the convolution and linear weights get no gradient, silently. PyTorch 1.13 does the same
+ * (`with autocast(): with no_grad(): model(u)` then `model(x).backward()`); give each forward
+ * pass its own region, as {@link atPrecision} in src/models does.
  * @example const logits = autocast(() => model.forward(x)).float(); // bf16 compute, float32 out
  * @throws TypeError when `fn` returns a Promise (the state is per synchronous call)
  */
