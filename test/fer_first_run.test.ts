@@ -1,4 +1,5 @@
 // The first real run, end to end on real FER2013 images from ../shared/data.
+import "./helpers.js"; // collects garbage before each test, so live-tensor counts hold only this test's
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";

@@ -1,5 +1,6 @@
 // tfjs graph models on libtorch (src/models/tfjs_graph.ts) and the libtorch face detector
 // (src/faces/blazeface.ts) against the same models on tfjs-wasm, on real LFW photos.
+import "./helpers.js"; // collects garbage before each test, so live-tensor counts hold only this test's
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
