@@ -13,6 +13,7 @@
  */
 import { readFileSync } from "node:fs";
 import { native } from "./native.js";
+import { syncScope } from "./sync_scope.js";
 
 /**
  * The lower-precision dtype an autocast region runs in. bfloat16 only: libtorch 1.13 has no
@@ -82,10 +83,8 @@ export function autocastScope(options: AutocastOptions = {}): AutocastGuard {
  * @throws TypeError when `fn` returns a Promise (the state is per synchronous call)
  */
 export function autocast<T>(fn: () => T, options: AutocastOptions = {}): T {
-  using _region = autocastScope(options);
-  const out = fn();
-  if (out instanceof Promise) throw new TypeError("autocast: the callback must be synchronous");
-  return out;
+  const region = autocastScope(options);
+  return syncScope("autocast", fn, () => region[Symbol.dispose]());
 }
 
 /**

@@ -3,6 +3,7 @@
  * random generator, and the number of CPU threads.
  */
 import { native } from "./native.js";
+import { syncScope } from "./sync_scope.js";
 import { Tensor, wrap } from "./tensor.js";
 
 function withGradMode<T>(enabled: boolean, fn: () => T): T {
@@ -37,13 +38,7 @@ export function isGradEnabled(): boolean {
  */
 export function inferenceMode<T>(fn: () => T): T {
   native.enterInferenceMode();
-  try {
-    const out = fn();
-    if (out instanceof Promise) throw new TypeError("inferenceMode: the callback must be synchronous");
-    return out;
-  } finally {
-    native.exitInferenceMode();
-  }
+  return syncScope("inferenceMode", fn, () => native.exitInferenceMode());
 }
 
 /** Seeds libtorch's global CPU generator (`torch.manual_seed`). */
@@ -131,13 +126,7 @@ export function withBlasThreads<T>(n: number, fn: () => T): T {
  */
 export function profile<T>(file: string, fn: () => T): T {
   native.profilerStart(file);
-  try {
-    const out = fn();
-    if (out instanceof Promise) throw new TypeError("profile: the callback must be synchronous");
-    return out;
-  } finally {
-    native.profilerStop();
-  }
+  return syncScope("profile", fn, () => native.profilerStop());
 }
 
 /** The libtorch version the binding was built against, e.g. "1.13.0". */
