@@ -155,8 +155,16 @@ std::vector<OpDef> NNOps() {
       Op("dropout2d", [](Args& a) { return at::feature_dropout(a.T(0), a.D(1), a.B(2)); }),
       UNARY("relu", relu),
       Void("relu_", [](Args& a) { a.T(0).relu_(); }),
-      Op("relu6", [](Args& a) { return at::hardtanh(a.T(0), 0, 6); }),
+      // PyTorch's relu6 is hardtanh, whose backward libtorch 1.13 lacks for bfloat16 on CPU
+      // ("hardshrink_backward_cpu" not implemented): bfloat16 takes relu then clamp_max, which
+      // differ from it only in the gradient at exactly 6.
+      Op("relu6",
+         [](Args& a) {
+           const at::Tensor& x = a.T(0);
+           return x.scalar_type() == at::kBFloat16 ? at::relu(x).clamp_max(6) : at::hardtanh(x, 0, 6);
+         }),
       Op("leakyRelu", [](Args& a) { return at::leaky_relu(a.T(0), a.Missing(1) ? at::Scalar(0.01) : a.S(1)); }),
+      Op("prelu", [](Args& a) { return at::prelu(a.T(0), a.T(1)); }),
       Op("elu", [](Args& a) { return at::elu(a.T(0), a.Missing(1) ? at::Scalar(1.0) : a.S(1)); }),
       UNARY("silu", silu),
       Op("gelu", [](Args& a) { return at::gelu(a.T(0), a.Missing(1) ? "none" : a.Str(1)); }),

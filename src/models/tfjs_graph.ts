@@ -15,9 +15,10 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
+import { samePadding } from "./same_conv.js";
 
 /** A NodeDef of the graph, as tfjs writes it. */
-interface GraphNode {
+export interface GraphNode {
   name: string;
   op: string;
   input?: string[];
@@ -25,14 +26,14 @@ interface GraphNode {
 }
 
 /** One weight of the manifest. */
-interface WeightSpec {
+export interface WeightSpec {
   name: string;
   shape: number[];
   dtype: "float32" | "int32";
   quantization?: { dtype: "uint8" | "uint16" | "float16"; scale?: number; min?: number };
 }
 
-interface ModelJson {
+export interface ModelJson {
   modelTopology: { node: GraphNode[] };
   weightsManifest: { paths: string[]; weights: WeightSpec[] }[];
 }
@@ -76,23 +77,39 @@ function decodeString(s: string | undefined): string {
   return s === undefined ? "" : Buffer.from(s, "base64").toString("latin1");
 }
 
+/** One decoded weight of a tfjs weights manifest. */
+export interface TfjsWeight {
+  spec: WeightSpec;
+  /** The values tfjs computes with: dequantised (uint8/uint16 `min + scale * q`, float16 widened) to float32, or int32. */
+  data: Float32Array | Int32Array;
+}
+
 /**
- * Reads the weights of a manifest into float32 / int32 arrays by name.
- * @throws Error naming the file when a shard is missing or shorter than the manifest says
+ * Reads the weights of a manifest into float32 / int32 arrays by name, decoding them as tfjs
+ * does (`tfjs-core/src/io/io_utils.ts`, `decodeWeights`).
+ * @param dir the folder the shard paths are relative to
+ * @throws Error naming the shard files when one is missing, shorter or longer than the manifest says
  */
-function readWeights(
-  dir: string,
-  manifest: ModelJson["weightsManifest"],
-): Map<string, { spec: WeightSpec; data: Float32Array | Int32Array }> {
-  const out = new Map<string, { spec: WeightSpec; data: Float32Array | Int32Array }>();
+export function readTfjsWeights(dir: string, manifest: ModelJson["weightsManifest"]): Map<string, TfjsWeight> {
+  const out = new Map<string, TfjsWeight>();
   for (const group of manifest) {
-    const buf = Buffer.concat(group.paths.map((p) => readFileSync(path.join(dir, p))));
+    const files = group.paths.map((p) => path.join(dir, p));
+    const buf = Buffer.concat(
+      files.map((f) => {
+        try {
+          return readFileSync(f);
+        } catch (err) {
+          throw new Error(`tfjs weights: cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+        }
+      }),
+    );
     let offset = 0;
     for (const spec of group.weights) {
       const n = spec.shape.reduce((a, b) => a * b, 1);
       const q = spec.quantization;
       const bytes = n * (q === undefined ? 4 : q.dtype === "uint8" ? 1 : 2);
-      if (offset + bytes > buf.length) throw new Error(`tfjs graph: weight ${spec.name} runs past the end of ${group.paths.join(", ")}`);
+      if (offset + bytes > buf.length)
+        throw new Error(`tfjs weights: ${files.join(", ")} is truncated: weight ${spec.name} runs past its end (${buf.length} bytes)`);
       const raw = buf.subarray(offset, offset + bytes);
       offset += bytes;
       let data: Float32Array | Int32Array;
@@ -108,8 +125,25 @@ function readWeights(
       }
       out.set(spec.name, { spec, data });
     }
+    if (offset !== buf.length)
+      throw new Error(`tfjs weights: ${files.join(", ")} holds ${buf.length} bytes but its manifest describes ${offset}: not the weights of this model`);
   }
   return out;
+}
+
+/**
+ * Reads a tfjs model's `model.json` (graph or layers model) and its weights.
+ * @throws Error naming the file when it is missing, not JSON, has no weights manifest, or its shards do not match
+ */
+export function readTfjsModel(modelJson: string): { json: ModelJson; weights: Map<string, TfjsWeight> } {
+  let json: ModelJson;
+  try {
+    json = JSON.parse(readFileSync(modelJson, "utf8")) as ModelJson;
+  } catch (err) {
+    throw new Error(`tfjs model: cannot read ${modelJson}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!Array.isArray(json?.weightsManifest)) throw new Error(`tfjs model: ${modelJson} has no weightsManifest`);
+  return { json, weights: readTfjsWeights(path.dirname(modelJson), json.weightsManifest) };
 }
 
 /** IEEE 754 half precision to a number. */
@@ -120,13 +154,6 @@ function halfToFloat(h: number): number {
   if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
   if (exp === 31) return frac ? NaN : sign * Infinity;
   return sign * 2 ** (exp - 15) * (1 + frac / 1024);
-}
-
-/** TensorFlow's SAME padding of one spatial dimension: [before, after]. */
-function samePadding(size: number, kernel: number, stride: number, dilation: number): [number, number] {
-  const out = Math.ceil(size / stride);
-  const total = Math.max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0);
-  return [Math.floor(total / 2), total - Math.floor(total / 2)];
 }
 
 /** A tfjs graph model, ready to run on libtorch. Dispose it to free its weights. */
@@ -141,7 +168,7 @@ export class TfjsGraph {
   readonly outputs: string[];
 
   private constructor(json: ModelJson, dir: string) {
-    const weights = readWeights(dir, json.weightsManifest);
+    const weights = readTfjsWeights(dir, json.weightsManifest);
     const nodes = json.modelTopology.node;
     const unknown = [...new Set(nodes.map((n) => n.op).filter((op) => !SUPPORTED.has(op)))];
     if (unknown.length > 0) throw new Error(`tfjs graph: unsupported ops ${unknown.join(", ")}`);

@@ -122,6 +122,14 @@ export function relu6(x: Tensor): Tensor {
 export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
   return wrap(native.leakyRelu(x.handle, negativeSlope));
 }
+/**
+ * PReLU (He et al. 2015, "Delving Deep into Rectifiers"): `x` if positive, else `weight * x`, with
+ * one learned slope per channel (`weight` `[C]` against `x` `[N, C, ...]`) or one for all (`[1]`).
+ * libtorch's `at::prelu`; under bfloat16 autocast it runs in bfloat16, as PyTorch's CPU autocast does.
+ */
+export function prelu(x: Tensor, weight: Tensor): Tensor {
+  return wrap(native.prelu(x.handle, weight.handle));
+}
 /** `x` if positive, else `alpha * (e^x - 1)`. */
 export function elu(x: Tensor, alpha = 1): Tensor {
   return wrap(native.elu(x.handle, alpha));

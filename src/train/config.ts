@@ -169,7 +169,14 @@ export const TrainConfigSchema = z
     algorithm: algorithmSchema.prefault({ name: "supervised" }),
     model: z
       .object({
-        name: z.enum(["vgg-fer", "resnet18", "mobilenetv2"]).default("vgg-fer"),
+        name: z.enum(["vgg-fer", "resnet18", "mobilenetv2", "mobilefacenet", "faceres"]).default("vgg-fer"),
+        /**
+         * mobilefacenet and faceres: start from the face-recognition weights their npm package ships
+         * ("face-recognition") or from random weights (null). A new classification head either way.
+         */
+        pretrained: z.enum(["face-recognition"]).nullable().default(null),
+        /** mobilefacenet and faceres: input side in pixels (null: 112 and 224, their training size); images are resized to it. */
+        inputSize: z.number().int().min(32).max(512).nullable().default(null),
         dropout: z.number().min(0).max(1).default(0.5),
         /** vgg-fer and mobilenetv2: channel multiplier (vgg-fer 1 = 64..512 channels). */
         width: z.number().positive().max(4).default(1),
@@ -187,6 +194,11 @@ export const TrainConfigSchema = z
         nesterov: z.boolean().default(true),
         weightDecay: z.number().min(0).default(5e-4),
         betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+        /**
+         * Learning rate of the backbone (everything but the `classifier` head) as a fraction of lr,
+         * for fine-tuning a pretrained model: 1 trains all alike, 0 freezes the backbone.
+         */
+        backboneLrFactor: z.number().min(0).max(1).default(1),
       })
       .strict()
       .refine((o) => !(o.name === "sgd" && o.nesterov && o.momentum === 0), {
@@ -241,6 +253,15 @@ export const TrainConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    const withWeights = ["mobilefacenet", "faceres"];
+    if (!withWeights.includes(c.model.name))
+      for (const field of ["pretrained", "inputSize"] as const)
+        if (c.model[field] !== null)
+          ctx.addIssue({
+            code: "custom",
+            path: ["model", field],
+            message: `model '${c.model.name}' has no ${field} setting; models that do: ${withWeights.join(", ")} (set it to null)`,
+          });
     const u = c.data.unlabeled;
     if (c.algorithm.name !== "supervised" && !u.trainSplit && u.pools.length === 0)
       ctx.addIssue({

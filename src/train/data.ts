@@ -46,7 +46,7 @@ export async function loadTrainData(
   });
   if (opened.kind !== "labeled") throw new Error("training data must be a labeled dataset");
   const ds = src.classes === null ? opened.dataset : selectClasses(opened.dataset, src.classes);
-  const [channels, size] = defaultInputSize(config.model.name, { stem: config.model.stem });
+  const [channels, size] = defaultInputSize(config.model.name, { stem: config.model.stem, inputSize: config.model.inputSize ?? undefined });
   const o = {
     size,
     channels: channels as 1 | 3,

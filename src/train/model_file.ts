@@ -65,8 +65,9 @@ export function loadModelFile(fileOrRun: string): { model: nn.Module; card: Mode
     }
     const card = JSON.parse(metadata.ferkit_model) as ModelCard;
     if (!isModelName(card.name)) throw new ConfigError(`${file} holds an unknown architecture '${card.name}'`);
-    // The memory layout is this process's choice, not part of the card.
-    const model = createModel(card.name, { ...card.options, memoryFormat: "channels_last" });
+    // The memory layout is this process's choice, not part of the card; the file holds every
+    // weight, so nothing is imported from a pretrained source.
+    const model = createModel(card.name, { ...card.options, pretrained: null, memoryFormat: "channels_last" });
     try {
       model.loadStateDict(tensors);
     } catch (err) {

@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { PreparedSplit } from "../data/prepare.js";
-import { atPrecision, createModel, type Classifier, type ModelOptions } from "../models/index.js";
+import { atPrecision, createModel, pretrainedFile, type Classifier, type ModelOptions } from "../models/index.js";
 import * as torch from "../torch/index.js";
-import type { nn } from "../torch/index.js";
+import type { nn, Tensor } from "../torch/index.js";
 import { createAlgorithm, type Algorithm } from "../ssl/index.js";
 import { ConfigError, parseConfig, type TrainConfig } from "./config.js";
 import { loadRunData } from "./data.js";
@@ -92,8 +92,13 @@ export async function buildRun(
     dropout: config.model.dropout,
     width: config.model.width,
     stem: config.model.stem,
+    ...(config.model.inputSize === null ? {} : { inputSize: config.model.inputSize }),
   };
-  const model = createModel(config.model.name, modelOptions);
+  // Pretrained weights only for a new run's student: a checkpoint or model.init overwrites them,
+  // and the teacher copies the student. They are not a model option (model files hold all weights).
+  const pretrained = o.fresh && config.model.init === null ? config.model.pretrained : null;
+  const model = createModel(config.model.name, { ...modelOptions, pretrained });
+  if (pretrained !== null) o.log(`model: ${config.model.name} from its ${pretrained} weights (${pretrainedFile(config.model.name)})`);
   const precision = choosePrecision(config.train.precision, o.fresh, o.log);
   const evalPrecision =
     config.eval.precision === config.train.precision ? precision : choosePrecision(config.eval.precision, o.fresh, o.log);
@@ -153,11 +158,19 @@ export function disposeRun(run: Run): void {
 }
 
 function buildOptimizer(model: nn.Module, c: TrainConfig["optimizer"]): torch.optim.Optimizer<{ lr: number }> {
-  // No weight decay on biases and BatchNorm parameters (1-D tensors), as in USB.
-  const groups = [
-    { params: model.parameters().filter((p) => p.ndim > 1), weightDecay: c.weightDecay },
-    { params: model.parameters().filter((p) => p.ndim <= 1), weightDecay: 0 },
+  // No weight decay on biases and BatchNorm parameters (1-D tensors), as in USB; with a backbone
+  // learning-rate factor, the backbone's groups run at lr * factor (the schedule scales every group alike).
+  const named = model.namedParameters();
+  const part = (head: boolean) => named.filter(([n]) => n.startsWith("classifier.") === head).map(([, p]) => p);
+  const split = (params: Tensor[], lr: number) => [
+    { params: params.filter((p) => p.ndim > 1), weightDecay: c.weightDecay, lr },
+    { params: params.filter((p) => p.ndim <= 1), weightDecay: 0, lr },
   ];
+  const groups = (
+    c.backboneLrFactor === 1
+      ? split(model.parameters(), c.lr)
+      : [...split(part(false), c.lr * c.backboneLrFactor), ...split(part(true), c.lr)]
+  ).filter((g) => g.params.length > 0);
   if (c.name === "sgd") return new optim.SGD(groups, { lr: c.lr, momentum: c.momentum, nesterov: c.nesterov });
   const Cls = c.name === "adamw" ? optim.AdamW : optim.Adam;
   return new Cls(groups, { lr: c.lr, betas: c.betas });

@@ -2,7 +2,7 @@
  * The layers the model zoo needs, with PyTorch's parameter names, shapes and
  * default initialisation (so a `state_dict` loads into the matching torch.nn model).
  */
-import { empty, ones, zeros } from "../creation.js";
+import { empty, full, ones, zeros } from "../creation.js";
 import * as F from "../functional.js";
 import { noGrad } from "../runtime.js";
 import type { Tensor } from "../tensor.js";
@@ -113,6 +113,12 @@ export class BatchNorm2d extends Module {
   }
 }
 
+/**
+ * Batch norm over `[N, C]` (or `[N, C, L]`) features: PyTorch's `nn.BatchNorm1d`, the same
+ * parameters, buffers and statistics as {@link BatchNorm2d} (libtorch's batch norm takes any rank).
+ */
+export class BatchNorm1d extends BatchNorm2d {}
+
 /** Dropout with probability `p`, active only in training mode. */
 export class Dropout extends Module {
   constructor(readonly p = 0.5) {
@@ -149,6 +155,21 @@ export class ReLU extends Module {
 export class ReLU6 extends Module {
   forward(x: Tensor): Tensor {
     return F.relu6(x);
+  }
+}
+
+/**
+ * PReLU with `numParameters` learned negative slopes (1, or one per channel), each starting at
+ * `init` (PyTorch's `nn.PReLU`: parameter `weight` `[numParameters]`).
+ */
+export class PReLU extends Module {
+  readonly weight: Tensor;
+  constructor(numParameters = 1, init = 0.25) {
+    super();
+    this.weight = this.registerParameter("weight", full([numParameters], init));
+  }
+  forward(x: Tensor): Tensor {
+    return F.prelu(x, this.weight);
   }
 }
 

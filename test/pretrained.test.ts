@@ -1,0 +1,208 @@
+// Face-recognition backbones imported from the tfjs models their npm packages ship, checked
+// against those models run by tfjs itself (wasm backend) on real LFW faces.
+import "./helpers.js";
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import sharp from "sharp";
+import { createModel, FaceRes, importTfjsWeights, MobileFaceNet, pretrainedFile } from "../src/models/index.js";
+import { mobileFaceNetFromTfjs } from "../src/models/mobilefacenet.js";
+import { readTfjsModel } from "../src/models/tfjs_graph.js";
+import { parsePnm } from "../src/data/pnm.js";
+import { defaultDataRoot } from "../src/paths.js";
+import * as torch from "../src/torch/index.js";
+
+const require = createRequire(import.meta.url);
+const lfw = path.join(defaultDataRoot(), "lfw", "lfw-deepfunneled");
+
+/** tfjs-core with the wasm backend, and the converter's graph-model loader (CommonJS builds). */
+type Tf = {
+  setBackend(name: string): Promise<boolean>;
+  getBackend(): string;
+  tensor(values: Float32Array, shape: number[], dtype: string): { dispose(): void };
+};
+type TfTensor = { data(): Promise<Float32Array>; dispose(): void };
+type GraphModel = { execute(x: unknown, outputs?: string | string[]): TfTensor | TfTensor[]; dispose(): void };
+const tf = require("@tensorflow/tfjs-core") as Tf;
+const wasm = require("@tensorflow/tfjs-backend-wasm") as { setWasmPaths(p: string): void };
+const converter = require("@tensorflow/tfjs-converter") as { loadGraphModel(io: unknown): Promise<GraphModel> };
+
+/** Loads a tfjs graph model from disk through an in-memory IO handler. */
+async function loadOnTfjs(modelJson: string): Promise<GraphModel> {
+  const json = JSON.parse(readFileSync(modelJson, "utf8")) as {
+    modelTopology: unknown;
+    weightsManifest: { paths: string[]; weights: unknown[] }[];
+  };
+  const shards = json.weightsManifest.flatMap((g) => g.paths.map((p) => readFileSync(path.join(path.dirname(modelJson), p))));
+  const all = Buffer.concat(shards);
+  return converter.loadGraphModel({
+    load: async () => ({
+      modelTopology: json.modelTopology,
+      weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
+      weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+    }),
+  });
+}
+
+/** `n` LFW faces (deep-funneled, so aligned) as `[n, size, size, 3]` pixel values / 255: the central 150x150, resized. */
+async function lfwFaces(n: number, size: number): Promise<Float32Array> {
+  const people = readdirSync(lfw).sort().slice(0, n);
+  const out = new Float32Array(n * size * size * 3);
+  for (const [i, person] of people.entries()) {
+    const file = path.join(lfw, person, readdirSync(path.join(lfw, person)).sort()[0]);
+    const px = await sharp(file).extract({ left: 50, top: 50, width: 150, height: 150 }).resize(size, size).removeAlpha().raw().toBuffer();
+    for (let j = 0; j < px.length; j++) out[i * px.length + j] = px[j] / 255;
+  }
+  return out;
+}
+
+/** Row-wise cosine similarities of two `[n, d]` arrays. */
+function cosines(a: Float32Array, b: Float32Array, n: number): number[] {
+  const d = a.length / n;
+  return Array.from({ length: n }, (_, i) => {
+    let [ab, aa, bb] = [0, 0, 0];
+    for (let j = i * d; j < (i + 1) * d; j++) [ab, aa, bb] = [ab + a[j] * b[j], aa + a[j] * a[j], bb + b[j] * b[j]];
+    return ab / Math.sqrt(aa * bb);
+  });
+}
+
+/** Runs `model` on NHWC pixels: the NCHW view of the same faces. */
+function onFerkit(nhwc: Float32Array, n: number, size: number, run: (x: torch.Tensor) => torch.Tensor): Float32Array {
+  return torch.tidy(() => torch.noGrad(() => run(torch.fromArray(nhwc, [n, size, size, 3]).permute(0, 3, 1, 2).contiguous()).toArray() as Float32Array));
+}
+
+const N = 16;
+let tmp: string;
+
+describe("face-recognition backbones imported from tfjs", () => {
+  before(async () => {
+    wasm.setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep);
+    await tf.setBackend("wasm");
+    assert.equal(tf.getBackend(), "wasm");
+    tmp = mkdtempSync(path.join(tmpdir(), "ferkit-pretrained-"));
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  test("mobilefacenet: the 192-d embeddings of 16 LFW faces agree with tfjs-wasm (cosine >= 0.9999)", async () => {
+    const file = pretrainedFile("mobilefacenet");
+    const x = await lfwFaces(N, 112);
+    const graph = await loadOnTfjs(file);
+    const input = tf.tensor(x, [N, 112, 112, 3], "float32");
+    const ref = await (graph.execute(input) as TfTensor).data();
+    input.dispose();
+    graph.dispose();
+    const model = createModel("mobilefacenet", { pretrained: "face-recognition", embedding: true }) as MobileFaceNet;
+    model.eval();
+    const ours = onFerkit(x, N, 112, (t) => model.embed(t));
+    const cos = cosines(ours, ref, N);
+    assert.ok(Math.min(...cos) >= 0.9999, `cosines ${cos.map((c) => c.toFixed(6)).join(", ")}`);
+    // L2-normalised, as the graph's last op makes them.
+    for (let i = 0; i < N; i++) assert.ok(Math.abs(Math.hypot(...ours.subarray(192 * i, 192 * (i + 1))) - 1) < 1e-5);
+    model.dispose();
+  });
+
+  test("faceres: the 1024-d descriptors of 16 LFW faces agree with tfjs-wasm (cosine >= 0.9999)", async () => {
+    const file = pretrainedFile("faceres");
+    const x = await lfwFaces(N, 224);
+    const graph = await loadOnTfjs(file);
+    // The graph reads pixel values in [0, 255] (Human multiplies by 255); ferkit's import folds that in.
+    const input = tf.tensor(
+      x.map((v) => v * 255),
+      [N, 224, 224, 3],
+      "float32",
+    );
+    const ref = await (graph.execute(input, "global_pooling/Mean") as TfTensor).data();
+    input.dispose();
+    graph.dispose();
+    const model = createModel("faceres", { pretrained: "face-recognition" }) as FaceRes;
+    model.eval();
+    const ours = onFerkit(x, N, 224, (t) => model.descriptor(t));
+    const cos = cosines(ours, ref, N);
+    assert.ok(Math.min(...cos) >= 0.9999, `cosines ${cos.map((c) => c.toFixed(6)).join(", ")}`);
+    model.dispose();
+  });
+
+  test("faceres' descriptor tells ORL's people apart: nearest neighbour finds the same person for >= 95 % of 100 faces", async () => {
+    // 20 subjects x 5 photos (gray PGM, given as RGB): a check that the imported weights are a
+    // working face-recognition network, not only equal to tfjs'.
+    const root = path.join(defaultDataRoot(), "orl_att_faces", "att_faces");
+    const subjects = readdirSync(root)
+      .filter((d) => /^s\d+$/.test(d))
+      .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))
+      .slice(0, 20);
+    const files = subjects.flatMap((s) => ["1", "2", "3", "4", "5"].map((i) => path.join(root, s, `${i}.pgm`)));
+    const size = 224;
+    const x = new Float32Array(files.length * 3 * size * size);
+    for (const [i, f] of files.entries()) {
+      const img = parsePnm(readFileSync(f));
+      const px = await sharp(Buffer.from(img.data), { raw: { width: img.width, height: img.height, channels: img.channels } })
+        .resize(size, size, { fit: "cover" })
+        .toColourspace("srgb")
+        .raw()
+        .toBuffer();
+      for (let c = 0; c < 3; c++) for (let j = 0; j < size * size; j++) x[(i * 3 + c) * size * size + j] = px[3 * j + c] / 255;
+    }
+    const model = createModel("faceres", { pretrained: "face-recognition" }) as FaceRes;
+    model.eval();
+    const d = torch.tidy(() => torch.noGrad(() => model.descriptor(torch.fromArray(x, [files.length, 3, size, size])).toArray() as Float32Array));
+    model.dispose();
+    const dim = d.length / files.length;
+    let hits = 0;
+    for (let i = 0; i < files.length; i++) {
+      let [best, arg] = [-2, -1];
+      for (let j = 0; j < files.length; j++) {
+        if (j === i) continue;
+        const c = cosines(d.subarray(i * dim, (i + 1) * dim), d.subarray(j * dim, (j + 1) * dim), 1)[0];
+        if (c > best) [best, arg] = [c, j];
+      }
+      if (Math.floor(arg / 5) === Math.floor(i / 5)) hits++;
+    }
+    assert.ok(hits >= 95, `${hits} of 100 nearest neighbours are the same person`);
+  });
+
+  test("float16 weights decode to the values tfjs uses", () => {
+    // faceres.json stores float16: 0x3c00 is 1, 0xc000 is -2, 0x0001 the smallest subnormal, 0x7bff the largest normal.
+    const dir = mkdtempSync(path.join(tmp, "f16-"));
+    const halves = [0x3c00, 0xc000, 0x0001, 0x7bff, 0x3555];
+    const buf = Buffer.alloc(halves.length * 2);
+    halves.forEach((h, i) => buf.writeUInt16LE(h, 2 * i));
+    writeFileSync(path.join(dir, "w.bin"), buf);
+    const q = { dtype: "uint8", scale: 0.5, min: -1 };
+    writeFileSync(path.join(dir, "q.bin"), Buffer.from([0, 1, 255]));
+    const manifest = [
+      { paths: ["w.bin"], weights: [{ name: "h", shape: [5], dtype: "float32", quantization: { dtype: "float16" } }] },
+      { paths: ["q.bin"], weights: [{ name: "q", shape: [3], dtype: "float32", quantization: q }] },
+    ];
+    writeFileSync(path.join(dir, "model.json"), JSON.stringify({ modelTopology: {}, weightsManifest: manifest }));
+    const { weights } = readTfjsModel(path.join(dir, "model.json"));
+    assert.deepEqual(Array.from(weights.get("h")!.data), [1, -2, 2 ** -24, 65504, Math.fround(0.333251953125)]);
+    assert.deepEqual(Array.from(weights.get("q")!.data), [-1, -0.5, 126.5]);
+  });
+
+  test("a truncated, longer or foreign weight file is refused with an error naming the file", () => {
+    const src = pretrainedFile("mobilefacenet");
+    const dir = mkdtempSync(path.join(tmp, "bad-"));
+    const json = path.join(dir, "mobilefacenet.json");
+    copyFileSync(src, json);
+    const bin = path.join(dir, "mobilefacenet.bin");
+    const load = () => readTfjsModel(json);
+    copyFileSync(src.replace(/\.json$/, ".bin"), bin);
+    truncateSync(bin, 1_000_000);
+    assert.throws(load, (e: Error) => e.message.includes(bin) && /truncated/.test(e.message));
+    writeFileSync(bin, Buffer.concat([readFileSync(src.replace(/\.json$/, ".bin")), Buffer.alloc(8)]));
+    assert.throws(load, (e: Error) => e.message.includes(bin) && /not the weights of this model/.test(e.message));
+    rmSync(bin);
+    assert.throws(load, (e: Error) => e.message.includes(bin) && /ENOENT/.test(e.message));
+    // faceres' weights offered to MobileFaceNet: refused, naming the file and a weight it does not know.
+    const model = new MobileFaceNet();
+    const faceres = pretrainedFile("faceres");
+    assert.throws(
+      () => importTfjsWeights(model, faceres, mobileFaceNetFromTfjs, ["classifier."]),
+      (e: Error) => e.message.includes(faceres) && /unknown weight/.test(e.message),
+    );
+    model.dispose();
+  });
+});
