@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as torch from "../src/torch/index.js";
+import { SameConv2d, samePadding } from "../src/models/index.js";
 import { assertAllClose, assertTensor } from "./helpers.js";
 
 const { nn } = torch;
@@ -264,6 +265,34 @@ describe("loadStateDict", () => {
 });
 
 describe("layers", () => {
+  test("PReLU: x where positive, weight * x elsewhere, one slope per channel, with gradients to both", () =>
+    torch.tidy(() => {
+      const prelu = new nn.PReLU(2, 0.25);
+      assert.deepEqual([...prelu.stateDict().keys()], ["weight"]);
+      const x = torch.fromArray(Float32Array.from([-2, 3, -4, 5]), [1, 2, 2, 1]).requiresGrad_(true);
+      const y = prelu.forward(x);
+      assertAllClose(y.toArray() as Float32Array, [-0.5, 3, -1, 5]);
+      y.sum().backward();
+      assertAllClose(x.grad!.toArray() as Float32Array, [0.25, 1, 0.25, 1]);
+      assertAllClose(prelu.weight.grad!.toArray() as Float32Array, [-2, -4]);
+    }));
+
+  test("SameConv2d pads as TensorFlow's SAME: ceil(size / stride) outputs, the odd pixel after", () =>
+    torch.tidy(() => {
+      const conv = new SameConv2d(1, 1, 3, 2);
+      torch.noGrad(() => {
+        conv.weight.copy_(torch.ones([1, 1, 3, 3]));
+        conv.bias!.zero_();
+      });
+      // 4x4 of ones: TensorFlow pads 0 before and 1 after, so the first window is all inside.
+      const y = conv.forward(torch.ones([1, 1, 4, 4]));
+      assert.deepEqual(y.shape, [1, 1, 2, 2]);
+      assertAllClose(y.toArray() as Float32Array, [9, 6, 6, 4]);
+      assert.deepEqual(conv.forward(torch.ones([1, 1, 5, 5])).shape, [1, 1, 3, 3]);
+      assert.deepEqual(samePadding(224, 3, 2), [0, 1]);
+      assert.deepEqual(samePadding(7, 7, 1), [3, 3]);
+    }));
+
   test("parameter counts of Conv2d and Linear", () => {
     const cases: [torch.nn.Module, number][] = [
       [new nn.Conv2d(3, 8, 3), 8 * 3 * 9 + 8],

@@ -130,6 +130,23 @@ describe("autocast", () => {
     });
   });
 
+  test("relu6 and PReLU train in bfloat16 (libtorch's hardtanh backward lacks bfloat16 on CPU)", () => {
+    torch.tidy(() => {
+      torch.manualSeed(5);
+      for (const name of ["mobilenetv2", "faceres", "mobilefacenet"]) {
+        const model = createModel(name, { inputSize: 32 }).train();
+        const logits = atPrecision(model, "bf16").forward(torch.rand([2, 3, 32, 32]));
+        F.crossEntropy(logits, torch.randint(0, 7, [2])).backward();
+        for (const [k, p] of model.namedParameters()) assert.ok(p.grad !== null && Number.isFinite(p.grad.norm().item()), `${name} ${k}`);
+        model.dispose();
+      }
+      // relu6's gradient in bfloat16: 1 strictly inside (0, 6), 0 outside.
+      const x = torch.fromArray(Float32Array.from([-1, 0.5, 3, 7]), [4]).requiresGrad_(true);
+      F.relu6(x.to("bfloat16")).float().sum().backward();
+      assert.deepEqual(Array.from(x.grad!.toArray() as Float32Array), [0, 1, 1, 0]);
+    });
+  });
+
   test("BatchNorm's running statistics stay float32 and follow a bf16 training pass", () => {
     torch.tidy(() => {
       torch.manualSeed(2);

@@ -163,6 +163,21 @@ describe("face-recognition backbones imported from tfjs", () => {
     assert.ok(hits >= 95, `${hits} of 100 nearest neighbours are the same person`);
   });
 
+  test("a gray model (first filter summed over RGB) gives on a gray image what the RGB model gives on it", () => {
+    torch.tidy(() => {
+      for (const name of ["faceres", "mobilefacenet"]) {
+        const rgb = createModel(name, { pretrained: "face-recognition", inChannels: 3 }).eval();
+        const gray = createModel(name, { pretrained: "face-recognition", inChannels: 1 }).eval();
+        torch.noGrad(() => gray.loadStateDict(new Map([...rgb.stateDict()].filter(([k]) => k.startsWith("classifier."))), false));
+        const x = torch.rand([2, 1, 64, 64]);
+        const [a, b] = torch.noGrad(() => [rgb.forward(x.expand(2, 3, 64, 64)), gray.forward(x)]);
+        assert.ok(a.sub(b).abs().max().item() < 1e-3 * Math.max(1, a.abs().max().item()), name);
+        rgb.dispose();
+        gray.dispose();
+      }
+    });
+  });
+
   test("float16 weights decode to the values tfjs uses", () => {
     // faceres.json stores float16: 0x3c00 is 1, 0xc000 is -2, 0x0001 the smallest subnormal, 0x7bff the largest normal.
     const dir = mkdtempSync(path.join(tmp, "f16-"));

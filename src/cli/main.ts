@@ -15,6 +15,7 @@ import { evalCommand, trainCommand } from "./train.js";
 import { reportCommand } from "./report.js";
 import { predictCommand } from "./predict.js";
 import { exportCommand } from "./export.js";
+import { modelsCommand } from "./models.js";
 import { ReportError } from "../report/run_data.js";
 import { ConfigError } from "../train/config.js";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
@@ -124,6 +125,7 @@ program.addCommand(dataCommand());
 program.addCommand(reportCommand());
 program.addCommand(predictCommand());
 program.addCommand(exportCommand());
+program.addCommand(modelsCommand());
 
 // commander's own errors (unknown option, bad value) are user mistakes: exit code 2.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];

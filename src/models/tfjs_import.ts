@@ -133,6 +133,7 @@ export function importTfjsWeights(model: nn.Module, modelJson: string, map: (sd:
     const missing = [...own.keys()].filter((k) => !state.has(k) && !headPrefixes.some((p) => k.startsWith(p)));
     if (missing.length > 0) throw new Error(`${modelJson}: the file has no weights for ${missing.slice(0, 5).join(", ")}`);
     for (const k of [...state.keys()]) if (!own.has(k)) state.delete(k);
+    adaptInputFilters(state, own);
     try {
       model.loadStateDict(state, false);
     } catch (err) {
@@ -140,6 +141,23 @@ export function importTfjsWeights(model: nn.Module, modelJson: string, map: (sd:
     }
   } finally {
     torch.dispose([...state.values()]);
+  }
+}
+
+/**
+ * A gray model from RGB weights: where the model's filter is `[O, 1, k, k]` and the file's
+ * `[O, 3, k, k]`, the file's filter summed over its input channels (in place in `state`). On a
+ * gray image (R = G = B) the RGB network and the summed one compute the same thing; timm's
+ * `adapt_input_conv` does the same for `in_chans=1`.
+ */
+function adaptInputFilters(state: Map<string, Tensor>, own: Map<string, Tensor>): void {
+  for (const [k, t] of state) {
+    const target = own.get(k);
+    if (target === undefined || t.ndim !== 4 || target.ndim !== 4) continue;
+    if (target.shape[1] === 1 && t.shape[1] === 3 && target.shape[0] === t.shape[0]) {
+      state.set(k, t.sum([1], true));
+      t.dispose();
+    }
   }
 }
 

@@ -175,6 +175,12 @@ export const TrainConfigSchema = z
          * ("face-recognition") or from random weights (null). A new classification head either way.
          */
         pretrained: z.enum(["face-recognition"]).nullable().default(null),
+        /**
+         * Input channels: 1 (gray) or 3 (RGB); null: the model's own (1 for vgg-fer, 3 for the
+         * others). A gray run of a face-recognition model sums its RGB first filter over the
+         * channels, which gives exactly what the RGB network gives on a gray image.
+         */
+        inChannels: z.union([z.literal(1), z.literal(3)]).nullable().default(null),
         /** mobilefacenet and faceres: input side in pixels (null: 112 and 224, their training size); images are resized to it. */
         inputSize: z.number().int().min(32).max(512).nullable().default(null),
         dropout: z.number().min(0).max(1).default(0.5),

@@ -46,7 +46,11 @@ export async function loadTrainData(
   });
   if (opened.kind !== "labeled") throw new Error("training data must be a labeled dataset");
   const ds = src.classes === null ? opened.dataset : selectClasses(opened.dataset, src.classes);
-  const [channels, size] = defaultInputSize(config.model.name, { stem: config.model.stem, inputSize: config.model.inputSize ?? undefined });
+  const [channels, size] = defaultInputSize(config.model.name, {
+    stem: config.model.stem,
+    inputSize: config.model.inputSize ?? undefined,
+    inChannels: config.model.inChannels ?? undefined,
+  });
   const o = {
     size,
     channels: channels as 1 | 3,
