@@ -71,7 +71,9 @@ function cosines(a: Float32Array, b: Float32Array, n: number): number[] {
 
 /** Runs `model` on NHWC pixels: the NCHW view of the same faces. */
 function onFerkit(nhwc: Float32Array, n: number, size: number, run: (x: torch.Tensor) => torch.Tensor): Float32Array {
-  return torch.tidy(() => torch.noGrad(() => run(torch.fromArray(nhwc, [n, size, size, 3]).permute(0, 3, 1, 2).contiguous()).toArray() as Float32Array));
+  return torch.tidy(() =>
+    torch.noGrad(() => run(torch.fromArray(nhwc, [n, size, size, 3]).permute(0, 3, 1, 2).contiguous()).toArray() as Float32Array),
+  );
 }
 
 const N = 16;
@@ -147,7 +149,9 @@ describe("face-recognition backbones imported from tfjs", () => {
     }
     const model = createModel("faceres", { pretrained: "face-recognition" }) as FaceRes;
     model.eval();
-    const d = torch.tidy(() => torch.noGrad(() => model.descriptor(torch.fromArray(x, [files.length, 3, size, size])).toArray() as Float32Array));
+    const d = torch.tidy(() =>
+      torch.noGrad(() => model.descriptor(torch.fromArray(x, [files.length, 3, size, size])).toArray() as Float32Array),
+    );
     model.dispose();
     const dim = d.length / files.length;
     let hits = 0;
@@ -175,6 +179,26 @@ describe("face-recognition backbones imported from tfjs", () => {
         rgb.dispose();
         gray.dispose();
       }
+    });
+  });
+
+  test("faceres with batch norm put back and calibrated computes what the imported network computes", () => {
+    torch.tidy(() => {
+      torch.manualSeed(3);
+      const plain = createModel("faceres", { pretrained: "face-recognition", inChannels: 1 }) as FaceRes;
+      const withBn = createModel("faceres", { pretrained: "face-recognition", inChannels: 1, batchNorm: true }) as FaceRes;
+      assert.ok(withBn.stateDict().has("features.26.bn.running_var"));
+      const x = torch.rand([16, 1, 64, 64]);
+      withBn.calibrateBatchNorm(x);
+      const ref = torch.noGrad(() => plain.eval().descriptor(x));
+      // eval first: a training-mode pass moves the running statistics.
+      for (const mode of ["eval", "train"] as const) {
+        const got = torch.noGrad(() => (mode === "train" ? withBn.train() : withBn.eval()).descriptor(x));
+        const err = got.sub(ref).abs().max().item();
+        assert.ok(err < 1e-3 * Math.max(1, ref.abs().max().item()), `${mode}: max difference ${err}`);
+      }
+      plain.dispose();
+      withBn.dispose();
     });
   });
 
@@ -215,7 +239,7 @@ describe("face-recognition backbones imported from tfjs", () => {
     const model = new MobileFaceNet();
     const faceres = pretrainedFile("faceres");
     assert.throws(
-      () => importTfjsWeights(model, faceres, mobileFaceNetFromTfjs, ["classifier."]),
+      () => importTfjsWeights(model, faceres, mobileFaceNetFromTfjs, (k) => k.startsWith("classifier.")),
       (e: Error) => e.message.includes(faceres) && /unknown weight/.test(e.message),
     );
     model.dispose();

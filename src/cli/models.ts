@@ -22,7 +22,13 @@ export function modelsCommand(): Command {
           pretrained:
             source === null
               ? null
-              : { weights: "face-recognition", package: source.package, version: packageVersion(source.package), file: source.file, ...source.card },
+              : {
+                  weights: "face-recognition",
+                  package: source.package,
+                  version: packageVersion(source.package),
+                  file: source.file,
+                  ...source.card,
+                },
         };
       });
       if (o.json) {

@@ -12,6 +12,7 @@
  * norm, dropout, linear); the age
  * and gender heads are not imported. {@link FaceRes.descriptor} gives the graph's face descriptor.
  */
+import * as torch from "../torch/index.js";
 import { F, nn, type Tensor } from "../torch/index.js";
 import { torchvisionInit } from "./init.js";
 import { SameConv2d } from "./same_conv.js";
@@ -37,15 +38,43 @@ const BLOCKS: readonly (readonly [number, 1 | 2])[] = [
 /** Width of the pooled descriptor the classifier reads. */
 export const FACERES_FEATURES = 1024;
 
-/** Convolution with bias (folded batch norm) + ReLU6. */
+/** Convolution with bias (folded batch norm), optionally batch norm, then ReLU6. */
 class ConvRelu6 extends nn.Module {
   readonly conv: SameConv2d;
-  constructor(inp: number, out: number, kernel: number, stride: number, groups = 1) {
+  readonly bn: nn.BatchNorm2d | null;
+  constructor(inp: number, out: number, kernel: number, stride: number, groups: number, batchNorm: boolean) {
     super();
     this.conv = this.registerModule("conv", new SameConv2d(inp, out, kernel, stride, groups));
+    this.bn = batchNorm ? this.registerModule("bn", new nn.BatchNorm2d(out)) : null;
   }
   forward(x: Tensor): Tensor {
     const y = this.conv.forward(x);
+    const z = this.bn === null ? y : this.bn.forward(y);
+    if (z !== y) y.dispose();
+    const out = F.relu6(z);
+    z.dispose();
+    return out;
+  }
+
+  /**
+   * Sets the batch norm to the identity on the convolution outputs of `x` (weight = their
+   * standard deviation, bias and running mean = their mean, running variance = their variance,
+   * per channel) and returns this layer's output for `x`. Call without gradient.
+   */
+  calibrate(x: Tensor): Tensor {
+    const y = this.conv.forward(x);
+    const bn = this.bn;
+    if (bn !== null) {
+      const mean = y.mean([0, 2, 3]);
+      const centred = y.sub(mean.reshape(1, mean.shape[0], 1, 1));
+      const variance = centred.mul(centred).mean([0, 2, 3]);
+      bn.runningMean!.copy_(mean);
+      bn.runningVar!.copy_(variance);
+      const std = variance.add(bn.eps).sqrt();
+      bn.weight!.copy_(std);
+      bn.bias!.copy_(mean);
+      [mean, centred, variance, std].forEach((t) => t.dispose());
+    }
     const out = F.relu6(y);
     y.dispose();
     return out;
@@ -60,11 +89,18 @@ export interface FaceResOptions {
   inChannels?: number;
   /** Dropout before the classifier (default 0.2). */
   dropout?: number;
+  /**
+   * Batch norm after every convolution (default false). The imported network has its batch norm
+   * folded away; put back and set to the identity on the training data by
+   * {@link FaceRes.calibrateBatchNorm}, it starts as the imported network and trains at learning
+   * rates the folded one does not survive.
+   */
+  batchNorm?: boolean;
 }
 
 /**
  * FaceRes' MobileNet: `[N, inChannels, H, W]` float32, pixel values / 255 (224x224 as trained;
- * any size, thanks to the global pooling) → `[N, numClasses]` logits. 3.21 M parameters in the backbone.
+ * any size, thanks to the global pooling) → `[N, numClasses]` logits. 3.20 M parameters in the backbone.
  */
 export class FaceRes extends nn.Module {
   /** `conv1` and the 13 blocks' `dw` and `pw` layers, in order, as `features.0` ... `features.26`. */
@@ -73,18 +109,42 @@ export class FaceRes extends nn.Module {
 
   constructor(o: FaceResOptions = {}) {
     super();
-    const layers: nn.Module[] = [new ConvRelu6(o.inChannels ?? 3, 32, 3, 2)];
+    const bn = o.batchNorm ?? false;
+    const layers: nn.Module[] = [new ConvRelu6(o.inChannels ?? 3, 32, 3, 2, 1, bn)];
     let c = 32;
     for (const [out, stride] of BLOCKS) {
-      layers.push(new ConvRelu6(c, c, 3, stride, c), new ConvRelu6(c, out, 1, 1));
+      layers.push(new ConvRelu6(c, c, 3, stride, c, bn), new ConvRelu6(c, out, 1, 1, 1, bn));
       c = out;
     }
     this.features = this.registerModule("features", new nn.Sequential(...layers));
     this.classifier = this.registerModule(
       "classifier",
-      new nn.Sequential(new nn.BatchNorm1d(FACERES_FEATURES), new nn.Dropout(o.dropout ?? 0.2), new nn.Linear(FACERES_FEATURES, o.numClasses ?? 7)),
+      new nn.Sequential(
+        new nn.BatchNorm1d(FACERES_FEATURES),
+        new nn.Dropout(o.dropout ?? 0.2),
+        new nn.Linear(FACERES_FEATURES, o.numClasses ?? 7),
+      ),
     );
     torchvisionInit(this);
+  }
+
+  /**
+   * Data-dependent initialisation of the batch norms (with `batchNorm`): each is set to the
+   * identity on the statistics of `x`, layer by layer, so the network computes what it computed
+   * without them on images like `x` (exactly on `x` itself, in training and in eval mode).
+   * Without `batchNorm` it does nothing.
+   * @param x `[N, C, H, W]` float32 training images, pixel values / 255
+   */
+  calibrateBatchNorm(x: Tensor): void {
+    torch.noGrad(() => {
+      let h = x;
+      for (const layer of this.features.layers as ConvRelu6[]) {
+        const next = layer.calibrate(h);
+        if (h !== x) h.dispose();
+        h = next;
+      }
+      if (h !== x) h.dispose();
+    });
   }
 
   /**

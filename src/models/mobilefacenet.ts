@@ -144,8 +144,8 @@ export const MOBILEFACENET_EMBEDDING = 192;
 
 /**
  * MobileFaceNet: `[N, inChannels, H, W]` float32 (pixel values / 255; 112x112 for the embedding,
- * any size divisible by 16 for expressions) → `[N, numClasses]` logits. 1.03 M parameters in the
- * backbone, 0.39 M more in the embedding head.
+ * any size for expressions) → `[N, numClasses]` logits. 0.90 M parameters in the
+ * backbone, 0.39 M more in the embedding head (1.29 M, as the tfjs model).
  */
 export class MobileFaceNet extends nn.Module {
   /** `conv1` ... `conv_6_sep`, registered under those names and run in order. */
@@ -169,7 +169,9 @@ export class MobileFaceNet extends nn.Module {
       ["conv_6_sep", new ConvPrelu(128, MOBILEFACENET_FEATURES, 1)],
     ];
     this.stages = layers.map(([name, m]) => this.registerModule(name, m));
-    this.embedding = o.embedding ? this.registerModule("embedding", new EmbeddingHead(MOBILEFACENET_FEATURES, MOBILEFACENET_EMBEDDING)) : null;
+    this.embedding = o.embedding
+      ? this.registerModule("embedding", new EmbeddingHead(MOBILEFACENET_FEATURES, MOBILEFACENET_EMBEDDING))
+      : null;
     this.classifier = this.registerModule(
       "classifier",
       new nn.Sequential(new nn.Dropout(o.dropout ?? 0.2), new nn.Linear(MOBILEFACENET_FEATURES, o.numClasses ?? 7)),

@@ -99,7 +99,9 @@ export function readTfjsWeights(dir: string, manifest: ModelJson["weightsManifes
         try {
           return readFileSync(f);
         } catch (err) {
-          throw new Error(`tfjs weights: cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+          throw new Error(`tfjs weights: cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+            cause: err,
+          });
         }
       }),
     );
@@ -126,7 +128,9 @@ export function readTfjsWeights(dir: string, manifest: ModelJson["weightsManifes
       out.set(spec.name, { spec, data });
     }
     if (offset !== buf.length)
-      throw new Error(`tfjs weights: ${files.join(", ")} holds ${buf.length} bytes but its manifest describes ${offset}: not the weights of this model`);
+      throw new Error(
+        `tfjs weights: ${files.join(", ")} holds ${buf.length} bytes but its manifest describes ${offset}: not the weights of this model`,
+      );
   }
   return out;
 }

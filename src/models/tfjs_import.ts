@@ -68,7 +68,12 @@ export class StateDictBuilder {
     const w = this.raw(name);
     if (w.ndim !== 4) throw new Error(`${this.file}: weight ${name} is [${w.shape}], not a 4-D filter`);
     const [kh, kw, c, m] = w.shape;
-    const out = /depthwise/.test(name) ? w.permute(2, 3, 0, 1).reshape(c * m, 1, kh, kw).contiguous() : w.permute(3, 2, 0, 1).contiguous();
+    const out = /depthwise/.test(name)
+      ? w
+          .permute(2, 3, 0, 1)
+          .reshape(c * m, 1, kh, kw)
+          .contiguous()
+      : w.permute(3, 2, 0, 1).contiguous();
     w.dispose();
     return out;
   }
@@ -115,13 +120,18 @@ export class StateDictBuilder {
 }
 
 /**
- * Loads a tfjs model's weights into `model` through an architecture's mapping. Keys under
- * `headPrefixes` may be missing from the file (a new head keeps its initialisation); keys the
+ * Loads a tfjs model's weights into `model` through an architecture's mapping. Keys `isNew`
+ * accepts may be missing from the file (a new head keeps its initialisation); keys the
  * model does not have (a head it was built without) are ignored; every other parameter and
  * buffer must come from the file, with its shape.
  * @throws Error naming the file when it is missing, truncated, of another model, or does not fit
  */
-export function importTfjsWeights(model: nn.Module, modelJson: string, map: (sd: StateDictBuilder) => void, headPrefixes: string[]): void {
+export function importTfjsWeights(
+  model: nn.Module,
+  modelJson: string,
+  map: (sd: StateDictBuilder) => void,
+  isNew: (key: string) => boolean,
+): void {
   const { weights } = readTfjsModel(modelJson);
   const state = torch.noGrad(() => {
     const sd = new StateDictBuilder(modelJson, weights);
@@ -130,7 +140,7 @@ export function importTfjsWeights(model: nn.Module, modelJson: string, map: (sd:
   });
   try {
     const own = model.stateDict();
-    const missing = [...own.keys()].filter((k) => !state.has(k) && !headPrefixes.some((p) => k.startsWith(p)));
+    const missing = [...own.keys()].filter((k) => !state.has(k) && !isNew(k));
     if (missing.length > 0) throw new Error(`${modelJson}: the file has no weights for ${missing.slice(0, 5).join(", ")}`);
     for (const k of [...state.keys()]) if (!own.has(k)) state.delete(k);
     adaptInputFilters(state, own);

@@ -180,7 +180,16 @@ export const TrainConfigSchema = z
          * others). A gray run of a face-recognition model sums its RGB first filter over the
          * channels, which gives exactly what the RGB network gives on a gray image.
          */
-        inChannels: z.union([z.literal(1), z.literal(3)]).nullable().default(null),
+        inChannels: z
+          .union([z.literal(1), z.literal(3)])
+          .nullable()
+          .default(null),
+        /**
+         * faceres: batch norm after every convolution, put back into the imported network (whose
+         * batch norm is folded away) and set to the identity on the first 512 training images, so
+         * it starts as imported and fine-tunes at a higher learning rate.
+         */
+        batchNorm: z.boolean().default(false),
         /** mobilefacenet and faceres: input side in pixels (null: 112 and 224, their training size); images are resized to it. */
         inputSize: z.number().int().min(32).max(512).nullable().default(null),
         dropout: z.number().min(0).max(1).default(0.5),
@@ -268,6 +277,12 @@ export const TrainConfigSchema = z
             path: ["model", field],
             message: `model '${c.model.name}' has no ${field} setting; models that do: ${withWeights.join(", ")} (set it to null)`,
           });
+    if (c.model.batchNorm && c.model.name !== "faceres")
+      ctx.addIssue({
+        code: "custom",
+        path: ["model", "batchNorm"],
+        message: `model '${c.model.name}' has no batchNorm setting; only faceres does`,
+      });
     const u = c.data.unlabeled;
     if (c.algorithm.name !== "supervised" && !u.trainSplit && u.pools.length === 0)
       ctx.addIssue({

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { PreparedSplit } from "../data/prepare.js";
-import { atPrecision, createModel, pretrainedFile, type Classifier, type ModelOptions } from "../models/index.js";
+import { atPrecision, createModel, FaceRes, pretrainedFile, type Classifier, type ModelOptions } from "../models/index.js";
 import * as torch from "../torch/index.js";
 import type { nn, Tensor } from "../torch/index.js";
 import { createAlgorithm, type Algorithm } from "../ssl/index.js";
@@ -93,12 +93,16 @@ export async function buildRun(
     width: config.model.width,
     stem: config.model.stem,
     ...(config.model.inputSize === null ? {} : { inputSize: config.model.inputSize }),
+    ...(config.model.batchNorm ? { batchNorm: true } : {}),
   };
   // Pretrained weights only for a new run's student: a checkpoint or model.init overwrites them,
   // and the teacher copies the student. They are not a model option (model files hold all weights).
   const pretrained = o.fresh && config.model.init === null ? config.model.pretrained : null;
   const model = createModel(config.model.name, { ...modelOptions, pretrained });
-  if (pretrained !== null) o.log(`model: ${config.model.name} from its ${pretrained} weights (${pretrainedFile(config.model.name)})`);
+  if (pretrained !== null) {
+    o.log(`model: ${config.model.name} from its ${pretrained} weights (${pretrainedFile(config.model.name)})`);
+    if (model instanceof FaceRes && config.model.batchNorm) calibrateOn(model, data.labeled, o.log);
+  }
   const precision = choosePrecision(config.train.precision, o.fresh, o.log);
   const evalPrecision =
     config.eval.precision === config.train.precision ? precision : choosePrecision(config.eval.precision, o.fresh, o.log);
@@ -132,6 +136,20 @@ export async function buildRun(
     }),
     step: 0,
   };
+}
+
+/** Calibrates a pretrained FaceRes' added batch norms on the first 512 labeled training images. */
+function calibrateOn(model: FaceRes, labeled: PreparedSplit, log: (line: string) => void): void {
+  const n = Math.min(512, labeled.n);
+  const [c, h, w] = labeled.shape;
+  torch.tidy(() => {
+    const x = torch
+      .fromArray(labeled.images.subarray(0, n * c * h * w), [n, c, h, w], "uint8")
+      .float()
+      .div(255);
+    model.calibrateBatchNorm(x);
+  });
+  log(`model: batch norms set to the identity on the first ${n} training images`);
 }
 
 /**
