@@ -110,6 +110,7 @@ function trainSpeed(name: string, size: number, precision: "bf16" | "fp32"): num
     times.push((performance.now() - t0) / Number(args.steps));
   }
   torch.dispose([x, y]);
+  opt.dispose();
   model.dispose();
   return (batch * 1000) / median(times);
 }

@@ -133,11 +133,17 @@ describe("autocast", () => {
   test("relu6 and PReLU train in bfloat16 (libtorch's hardtanh backward lacks bfloat16 on CPU)", () => {
     torch.tidy(() => {
       torch.manualSeed(5);
-      for (const name of ["mobilenetv2", "faceres", "mobilefacenet"]) {
-        const model = createModel(name, { inputSize: 32 }).train();
+      for (const [name, batchNorm] of [
+        ["mobilenetv2", false],
+        ["faceres", false],
+        ["faceres", true],
+        ["mobilefacenet", false],
+      ] as const) {
+        const model = createModel(name, { batchNorm }).train();
         const logits = atPrecision(model, "bf16").forward(torch.rand([2, 3, 32, 32]));
         F.crossEntropy(logits, torch.randint(0, 7, [2])).backward();
-        for (const [k, p] of model.namedParameters()) assert.ok(p.grad !== null && Number.isFinite(p.grad.norm().item()), `${name} ${k}`);
+        for (const [k, p] of model.namedParameters())
+          assert.ok(p.grad !== null && Number.isFinite(p.grad.norm().item()), `${name}${batchNorm ? " with batch norm" : ""} ${k}`);
         model.dispose();
       }
       // relu6's gradient in bfloat16: 1 strictly inside (0, 6), 0 outside.

@@ -39,7 +39,10 @@ export function predictCommand(): Command {
   return new Command("predict")
     .description("detect, align and classify every face in photos, folders (walked recursively) and videos")
     .argument("<inputs...>", "image files, video files (through ffmpeg) or folders")
-    .option("--model <file>", "a model file or run folder written by ferkit train (default: the model shipped in models/)")
+    .option(
+      "--model <file>",
+      "a model file or run folder written by ferkit train, or a shipped model's name (default: the default model in models/)",
+    )
     .addOption(new Option("--json", "one JSON object per input per line (JSON Lines)").conflicts("csv").default(false))
     .option("--csv", "one CSV row per face (per frame for videos)", false)
     .option(

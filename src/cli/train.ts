@@ -169,7 +169,10 @@ interface EvalFlags {
 export function evalCommand(): Command {
   return new Command("eval")
     .description("evaluate a trained model (run folder or model file) on a dataset split")
-    .requiredOption("--model <path>", "a run folder or a model .safetensors file written by ferkit")
+    .option(
+      "--model <path>",
+      "a run folder, a model .safetensors file written by ferkit, or a shipped model's name (default: the default model in models/)",
+    )
     .addOption(
       new Option("--data <path>", "dataset folder or CSV").default(path.join(defaultDataRoot(), "fer2013"), "../shared/data/fer2013"),
     )
@@ -185,7 +188,8 @@ export function evalCommand(): Command {
     .option("--json", "print one JSON object: accuracy, macro_f1, per_class, confusion_matrix, classes, n, ece, precision", false)
     .action(async (o: EvalFlags) => {
       const { loadModelFile } = await import("../train/model_file.js");
-      const { model, card } = loadModelFile(o.model);
+      const { DEFAULT_MODEL } = await import("../predict/classifier.js");
+      const { model, card } = loadModelFile(o.model ?? DEFAULT_MODEL);
       const opened = openData({ paths: [o.data], format: o.format, frames: o.frames, warn: (m) => console.error(`warning: ${m}`) });
       if (opened.kind !== "labeled") throw new ConfigError("eval needs a labeled dataset");
       const ds = opened.dataset;

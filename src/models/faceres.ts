@@ -3,7 +3,8 @@
  * depthwise-separable blocks, ReLU6) of Savchenko's HSE_FaceRec_tf, trained for face
  * identification on VGGFace2 and then given age and gender heads; `@vladmandic/human` ships it as
  * `models/faceres.json` (float16 weights). Batch norm is folded into each convolution (weight
- * scale and bias), as in the shipped graph, so the network has no BatchNorm layers. The first
+ * scale and bias), as in the shipped graph, so the backbone has no BatchNorm layers unless
+ * `batchNorm` puts them back (see {@link FaceResOptions.batchNorm}). The first
  * convolution's weights are multiplied by 255 at import: the graph reads pixel values in
  * [0, 255], ferkit feeds pixel values / 255, and a convolution is linear in its input.
  *
@@ -57,27 +58,22 @@ class ConvRelu6 extends nn.Module {
   }
 
   /**
-   * Sets the batch norm to the identity on the convolution outputs of `x` (weight = their
-   * standard deviation, bias and running mean = their mean, running variance = their variance,
-   * per channel) and returns this layer's output for `x`. Call without gradient.
+   * Sets the batch norm to the identity (in eval mode, for every input) with the statistics of
+   * the convolution outputs it would see: weight = their standard deviation, bias and running
+   * mean = their mean, running variance = their variance (per channel).
+   * @param sum per-channel sum of the convolution outputs `[C]`; `sumSq` of their squares; `count` values per channel
    */
-  calibrate(x: Tensor): Tensor {
-    const y = this.conv.forward(x);
+  setIdentity(sum: Tensor, sumSq: Tensor, count: number): void {
     const bn = this.bn;
-    if (bn !== null) {
-      const mean = y.mean([0, 2, 3]);
-      const centred = y.sub(mean.reshape(1, mean.shape[0], 1, 1));
-      const variance = centred.mul(centred).mean([0, 2, 3]);
+    if (bn === null) return;
+    torch.tidy(() => {
+      const mean = sum.div(count);
+      const variance = sumSq.div(count).sub(mean.mul(mean)).clamp(0, Infinity);
       bn.runningMean!.copy_(mean);
       bn.runningVar!.copy_(variance);
-      const std = variance.add(bn.eps).sqrt();
-      bn.weight!.copy_(std);
+      bn.weight!.copy_(variance.add(bn.eps).sqrt());
       bn.bias!.copy_(mean);
-      [mean, centred, variance, std].forEach((t) => t.dispose());
-    }
-    const out = F.relu6(y);
-    y.dispose();
-    return out;
+    });
   }
 }
 
@@ -87,7 +83,7 @@ export interface FaceResOptions {
   numClasses?: number;
   /** Input channels (default 3; the face-recognition weights need 3). */
   inChannels?: number;
-  /** Dropout before the classifier (default 0.2). */
+  /** Dropout before the classifier's linear layer (default 0.2; training runs pass `model.dropout`). */
   dropout?: number;
   /**
    * Batch norm after every convolution (default false). The imported network has its batch norm
@@ -130,21 +126,41 @@ export class FaceRes extends nn.Module {
 
   /**
    * Data-dependent initialisation of the batch norms (with `batchNorm`): each is set to the
-   * identity on the statistics of `x`, layer by layer, so the network computes what it computed
-   * without them on images like `x` (exactly on `x` itself, in training and in eval mode).
-   * Without `batchNorm` it does nothing.
+   * identity with the statistics of its inputs over `x`, so the network computes what it computed
+   * without them (in eval mode for any input; in training mode on batches like `x`). The
+   * statistics are gathered with the batch norms bypassed, which is what they then compute, in
+   * chunks of 64 images (memory: one chunk's activations). Without `batchNorm` it does nothing.
    * @param x `[N, C, H, W]` float32 training images, pixel values / 255
    */
   calibrateBatchNorm(x: Tensor): void {
+    const layers = this.features.layers as ConvRelu6[];
+    if (layers[0].bn === null) return;
+    const sums: Tensor[] = [];
+    const sumSqs: Tensor[] = [];
+    const counts: number[] = layers.map(() => 0);
     torch.noGrad(() => {
-      let h = x;
-      for (const layer of this.features.layers as ConvRelu6[]) {
-        const next = layer.calibrate(h);
-        if (h !== x) h.dispose();
-        h = next;
+      for (let start = 0; start < x.shape[0]; start += 64) {
+        let h = x.narrow(0, start, Math.min(64, x.shape[0] - start));
+        layers.forEach((layer, i) => {
+          const y = layer.conv.forward(h);
+          h.dispose();
+          counts[i] += y.shape[0] * y.shape[2] * y.shape[3];
+          torch.tidy(() => {
+            const [s, q] = [y.sum([0, 2, 3]), y.mul(y).sum([0, 2, 3])];
+            if (sums[i] === undefined) [sums[i], sumSqs[i]] = [torch.keep(s), torch.keep(q)];
+            else {
+              sums[i].add_(s);
+              sumSqs[i].add_(q);
+            }
+          });
+          h = F.relu6(y);
+          y.dispose();
+        });
+        h.dispose();
       }
-      if (h !== x) h.dispose();
     });
+    torch.noGrad(() => layers.forEach((layer, i) => layer.setIdentity(sums[i], sumSqs[i], counts[i])));
+    torch.dispose([...sums, ...sumSqs]);
   }
 
   /**
@@ -164,7 +180,14 @@ export class FaceRes extends nn.Module {
       h = next;
     }
     const last = layers[layers.length - 1] as ConvRelu6;
-    const out = activate ? last.forward(h) : last.conv.forward(h);
+    let out: Tensor;
+    if (activate) out = last.forward(h);
+    else {
+      // Convolution and, with `batchNorm`, its batch norm: everything but the ReLU6.
+      const y = last.conv.forward(h);
+      out = last.bn === null ? y : last.bn.forward(y);
+      if (out !== y) y.dispose();
+    }
     if (h !== x) h.dispose();
     return out;
   }

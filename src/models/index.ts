@@ -27,7 +27,7 @@ export { StateDictBuilder, importTfjsWeights } from "./tfjs_import.js";
 /** Names accepted by {@link createModel}. */
 export type ModelName = "vgg-fer" | "resnet18" | "mobilenetv2" | "mobilefacenet" | "faceres";
 
-/** Pretrained weights a model can start from (see {@link PRETRAINED_SOURCES}). */
+/** Pretrained weights a model can start from (the models that have them: {@link pretrainedModels}). */
 export type Pretrained = "face-recognition";
 
 /** Options understood by {@link createModel}; each model reads the ones it has. */
@@ -172,8 +172,11 @@ function entry(name: string): Entry {
 }
 
 /**
- * Creates a freshly initialised model by name, its weights in `options.memoryFormat` order.
- * @throws Error naming the known models when `name` is not registered
+ * Creates a model by name, freshly initialised or (with `options.pretrained`) with its backbone
+ * imported from the npm package that ships its weights, in `options.memoryFormat` order.
+ * @throws Error naming the known models when `name` is not registered; Error when the model has
+ *   no pretrained weights, its package is not installed (naming it), or the weight file is
+ *   missing, truncated or of another model (naming the file)
  */
 export function createModel(name: string, options: ModelOptions = {}): nn.Module {
   const e = entry(name);
@@ -184,7 +187,12 @@ export function createModel(name: string, options: ModelOptions = {}): nn.Module
     const c = options.inChannels ?? 3;
     if (c !== 3 && c !== 1)
       throw new Error(`model "${name}": the ${options.pretrained} weights take 3 input channels (RGB) or 1 (gray), not ${c}`);
-    importTfjsWeights(model, pretrainedFile(name), e.pretrained.map, e.pretrained.isNew);
+    try {
+      importTfjsWeights(model, pretrainedFile(name), e.pretrained.map, e.pretrained.isNew);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
   }
   return model.toMemoryFormat(options.memoryFormat ?? "channels_last");
 }
@@ -210,8 +218,10 @@ export function pretrainedFile(name: string): string {
 }
 
 /**
- * The input shape `[C, H, W]` the model was designed for: `[1, 48, 48]` for vgg-fer,
- * `[3, 112, 112]` for resnet18 (`[3, 48, 48]` with the small stem).
+ * The input shape `[C, H, W]` the model takes with `options`: `[1, 48, 48]` for vgg-fer,
+ * `[3, 112, 112]` for resnet18 and mobilenetv2 (`[3, 48, 48]` with the small stem), `[3, 112,
+ * 112]` for mobilefacenet and `[3, 224, 224]` for faceres (their training sizes; `inputSize` and
+ * `inChannels` change them).
  * @throws Error when `name` is not registered
  */
 export function defaultInputSize(name: string, options: ModelOptions = {}): InputSize {

@@ -131,7 +131,7 @@ export interface MobileFaceNetOptions {
   numClasses?: number;
   /** Input channels (default 3; the face-recognition weights need 3). */
   inChannels?: number;
-  /** Dropout before the classifier (default 0.2). */
+  /** Dropout before the classifier (default 0.2; training runs pass `model.dropout`). */
   dropout?: number;
   /** Also build the face-recognition embedding head (default false). */
   embedding?: boolean;

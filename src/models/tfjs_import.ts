@@ -106,13 +106,19 @@ export class StateDictBuilder {
     else throw new Error(`${this.file}: weight ${name} is neither a filter nor a bias`);
   }
 
+  /** Frees what was collected (after a failed mapping). */
+  dispose(): void {
+    torch.dispose([...this.#out.values()]);
+    this.#out.clear();
+  }
+
   /**
    * The collected `state_dict`.
    * @throws Error naming the file and the weights no layer took
    */
   result(): Map<string, Tensor> {
     if (this.#unused.size > 0) {
-      torch.dispose([...this.#out.values()]);
+      this.dispose();
       throw new Error(`${this.file}: weights not used by the architecture: ${[...this.#unused].slice(0, 5).join(", ")}`);
     }
     return this.#out;
@@ -135,14 +141,23 @@ export function importTfjsWeights(
   const { weights } = readTfjsModel(modelJson);
   const state = torch.noGrad(() => {
     const sd = new StateDictBuilder(modelJson, weights);
-    map(sd);
-    return sd.result();
+    try {
+      map(sd);
+      return sd.result();
+    } catch (err) {
+      sd.dispose();
+      throw err;
+    }
   });
   try {
     const own = model.stateDict();
     const missing = [...own.keys()].filter((k) => !state.has(k) && !isNew(k));
     if (missing.length > 0) throw new Error(`${modelJson}: the file has no weights for ${missing.slice(0, 5).join(", ")}`);
-    for (const k of [...state.keys()]) if (!own.has(k)) state.delete(k);
+    for (const [k, t] of [...state])
+      if (!own.has(k)) {
+        t.dispose();
+        state.delete(k);
+      }
     adaptInputFilters(state, own);
     try {
       model.loadStateDict(state, false);

@@ -211,7 +211,9 @@ export const TrainConfigSchema = z
         betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
         /**
          * Learning rate of the backbone (everything but the `classifier` head) as a fraction of lr,
-         * for fine-tuning a pretrained model: 1 trains all alike, 0 freezes the backbone.
+         * for fine-tuning a pretrained model: 1 trains all alike; 0 leaves the backbone's weights
+         * where they are (gradients are still computed, and batch norm statistics still move).
+         * Models whose head is not `classifier` (resnet18) take only 1.
          */
         backboneLrFactor: z.number().min(0).max(1).default(1),
       })
@@ -277,6 +279,12 @@ export const TrainConfigSchema = z
             path: ["model", field],
             message: `model '${c.model.name}' has no ${field} setting; models that do: ${withWeights.join(", ")} (set it to null)`,
           });
+    if (c.model.name === "faceres" && c.train.batchSize < 2)
+      ctx.addIssue({
+        code: "custom",
+        path: ["train", "batchSize"],
+        message: "faceres' classifier starts with batch norm, which needs batches of 2 or more",
+      });
     if (c.model.batchNorm && c.model.name !== "faceres")
       ctx.addIssue({
         code: "custom",

@@ -4,10 +4,11 @@
  * in the metadata under `ferkit_model`, so `ferkit eval` and `ferkit predict` can
  * rebuild it without the run folder.
  */
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { createModel, isModelName, type ModelOptions } from "../models/index.js";
 import * as torch from "../torch/index.js";
+import { PACKAGE_ROOT } from "../torch/native.js";
 import { ConfigError } from "./config.js";
 import type { nn } from "../torch/index.js";
 
@@ -39,13 +40,42 @@ export function saveModelFile(file: string, model: nn.Module, card: ModelCard, o
   });
 }
 
+/** The folder of the models that ship with ferkit (`models/<name>.safetensors`, each with its card in `models/README.md`). */
+export const SHIPPED_MODELS_DIR = path.join(PACKAGE_ROOT, "models");
+
+/** Names of the shipped models (file names without `.safetensors`), sorted. */
+export function shippedModels(): string[] {
+  try {
+    return readdirSync(SHIPPED_MODELS_DIR)
+      .filter((f) => f.endsWith(".safetensors"))
+      .map((f) => f.slice(0, -".safetensors".length))
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The model file a `--model` argument means: a run folder's `model.safetensors`, a file, or the
+ * name of a shipped model (`ferkit-vgg-fer2013` is `models/ferkit-vgg-fer2013.safetensors`).
+ * @throws ConfigError naming the argument and the shipped models when none of these exists
+ */
+export function resolveModelPath(fileOrRun: string): string {
+  if (existsSync(fileOrRun)) return statSync(fileOrRun).isDirectory() ? path.join(fileOrRun, "model.safetensors") : fileOrRun;
+  const shipped = path.join(SHIPPED_MODELS_DIR, `${fileOrRun}.safetensors`);
+  if (/^[\w.-]+$/.test(fileOrRun) && existsSync(shipped)) return shipped;
+  throw new ConfigError(
+    `model file ${fileOrRun} does not exist (give a finished \`ferkit train\` run folder, a model file, or a shipped model: ${shippedModels().join(", ")})`,
+  );
+}
+
 /**
  * Rebuilds a model from a model file, or from a run folder (its `model.safetensors`).
  * @throws ConfigError naming the file when it is missing, is not safetensors, is a checkpoint,
  *   has no model card, names an unknown architecture, or its weights do not fit it
  */
 export function loadModelFile(fileOrRun: string): { model: nn.Module; card: ModelCard; file: string } {
-  const file = existsSync(fileOrRun) && statSync(fileOrRun).isDirectory() ? path.join(fileOrRun, "model.safetensors") : fileOrRun;
+  const file = resolveModelPath(fileOrRun);
   if (!existsSync(file))
     throw new ConfigError(`model file ${file} does not exist (a finished \`ferkit train\` run folder holds model.safetensors)`);
   let loaded;

@@ -85,6 +85,17 @@ export async function buildRun(
   let config = requested;
   torch.setNumThreads(config.threads);
   torch.manualSeed(config.seed);
+  // Pretrained weights only for a new run's student: a checkpoint or model.init overwrites them,
+  // and the teacher copies the student. They are not a model option (model files hold all weights).
+  const pretrained = o.fresh && config.model.init === null ? config.model.pretrained : null;
+  if (pretrained !== null) {
+    try {
+      pretrainedFile(config.model.name); // before the data, which can take minutes to prepare
+    } catch (err) {
+      throw new ConfigError(`model.pretrained: ${(err as Error).message}`, { cause: err });
+    }
+  } else if (o.fresh && config.model.pretrained !== null)
+    o.log(`model: model.init given, so the ${config.model.pretrained} weights are not imported (model.init holds every weight)`);
   const data = await loadRunData(config, o.dataRoot, o.log, o.progress);
   const modelOptions: ModelOptions = {
     numClasses: data.classes.length,
@@ -95,9 +106,6 @@ export async function buildRun(
     ...(config.model.inputSize === null ? {} : { inputSize: config.model.inputSize }),
     ...(config.model.batchNorm ? { batchNorm: true } : {}),
   };
-  // Pretrained weights only for a new run's student: a checkpoint or model.init overwrites them,
-  // and the teacher copies the student. They are not a model option (model files hold all weights).
-  const pretrained = o.fresh && config.model.init === null ? config.model.pretrained : null;
   const model = createModel(config.model.name, { ...modelOptions, pretrained });
   if (pretrained !== null) {
     o.log(`model: ${config.model.name} from its ${pretrained} weights (${pretrainedFile(config.model.name)})`);
@@ -109,7 +117,7 @@ export async function buildRun(
   o.log(`precision: training ${precision}, evaluation ${evalPrecision}`);
   // From here on the config says what runs: config.json, checkpoints and the log record it.
   config = { ...config, train: { ...config.train, precision }, eval: { ...config.eval, precision: evalPrecision } };
-  if (config.model.init !== null && o.fresh) initWeights(model, config.model.init, config, data.classes);
+  if (config.model.init !== null && o.fresh) initWeights(model, config.model.init, config, data.classes, data.labeled.shape[0]);
   const ema = config.train.emaDecay > 0 ? new EmaTeacher(model, createModel(config.model.name, modelOptions), config.train.emaDecay) : null;
   const optimizer = buildOptimizer(model, config.optimizer);
   return {
@@ -138,18 +146,27 @@ export async function buildRun(
   };
 }
 
-/** Calibrates a pretrained FaceRes' added batch norms on the first 512 labeled training images. */
+/**
+ * Calibrates a pretrained FaceRes' added batch norms on 512 labeled training images taken at an
+ * even stride through the split (a dataset listed class by class still gives every class).
+ */
 function calibrateOn(model: FaceRes, labeled: PreparedSplit, log: (line: string) => void): void {
   const n = Math.min(512, labeled.n);
-  const [c, h, w] = labeled.shape;
-  torch.tidy(() => {
-    const x = torch
-      .fromArray(labeled.images.subarray(0, n * c * h * w), [n, c, h, w], "uint8")
-      .float()
-      .div(255);
-    model.calibrateBatchNorm(x);
-  });
-  log(`model: batch norms set to the identity on the first ${n} training images`);
+  const per = labeled.shape.reduce((a, b) => a * b, 1);
+  const pixels = new Uint8Array(n * per);
+  for (let k = 0; k < n; k++) {
+    const i = Math.floor((k * labeled.n) / n);
+    pixels.set(labeled.images.subarray(i * per, (i + 1) * per), k * per);
+  }
+  torch.tidy(() =>
+    model.calibrateBatchNorm(
+      torch
+        .fromArray(pixels, [n, ...labeled.shape], "uint8")
+        .float()
+        .div(255),
+    ),
+  );
+  log(`model: batch norms set to the identity on ${n} training images`);
 }
 
 /**
@@ -184,6 +201,10 @@ function buildOptimizer(model: nn.Module, c: TrainConfig["optimizer"]): torch.op
     { params: params.filter((p) => p.ndim > 1), weightDecay: c.weightDecay, lr },
     { params: params.filter((p) => p.ndim <= 1), weightDecay: 0, lr },
   ];
+  if (c.backboneLrFactor !== 1 && part(true).length === 0)
+    throw new ConfigError(
+      `optimizer.backboneLrFactor: this model has no \`classifier\` head to tell from its backbone; leave the factor at 1`,
+    );
   const groups = (
     c.backboneLrFactor === 1
       ? split(model.parameters(), c.lr)
@@ -204,10 +225,15 @@ function buildSchedule(c: TrainConfig): torch.optim.LrLambda {
  * Copies the weights of a trained model (run folder or model file) into `model`.
  * @throws ConfigError when the file is missing or holds another architecture, width or label space
  */
-function initWeights(model: nn.Module, from: string, config: TrainConfig, classes: string[]): void {
+function initWeights(model: nn.Module, from: string, config: TrainConfig, classes: string[], inChannels: number): void {
   const init = loadModelFile(from);
   try {
     const c = init.card;
+    const bn = (c.options.batchNorm ?? false) !== config.model.batchNorm;
+    if (bn || (c.options.inChannels !== undefined && c.options.inChannels !== inChannels))
+      throw new ConfigError(
+        `model.init ${init.file} has ${c.options.inChannels ?? "?"} input channel(s) and batchNorm ${c.options.batchNorm ?? false}; this run's model has ${inChannels} and batchNorm ${config.model.batchNorm} (set model.inChannels and model.batchNorm as the run that made it)`,
+      );
     if (c.name !== config.model.name || c.classes.join(",") !== classes.join(",") || (c.options.width ?? 1) !== config.model.width)
       throw new ConfigError(
         `model.init ${init.file} is a ${c.name} (width ${c.options.width ?? 1}) over [${c.classes.join(", ")}]; this run trains a ${config.model.name} (width ${config.model.width}) over [${classes.join(", ")}]`,
