@@ -2,7 +2,8 @@
  * `npm run bench:predict`: ferkit's shipped model against @vladmandic/human's emotion model.
  *
  * 1. Accuracy and macro-F1 on every FER2013 PrivateTest crop. Each model gets the dataset's own
- *    face crop: ferkit's model the 48x48 crop as it was trained; Human's emotion model the same
+ *    face crop: ferkit's model the crop at its input size as it was trained (48x48 for VGG-FER,
+ *    resized for larger inputs); Human's emotion model the 48x48
  *    crop prepared exactly as Human prepares a face (bilinear to 64x64, its RGB-to-gray weights,
  *    (x - 0.5) * 2). Same seven classes in the same order.
  * 2. Faces/s of the whole pipeline (decode a frame file, detect, align or crop, classify) on the
@@ -150,15 +151,14 @@ async function main(): Promise<void> {
   let ferkitTta!: ReturnType<typeof classificationReport>;
   let ferkitFp32!: ReturnType<typeof classificationReport>;
   for (const name of splitNames) {
-    const split = await prepareSplit(opened.dataset, name, {
-      size: 48,
-      channels: 1,
-      cacheDir: resolveCacheDir(".cache", PACKAGE_ROOT),
-      progress: false,
-    });
-    const f = argmaxRows(classifier.classifyPlanar(split.images, { tta: true }), classes.length);
-    const fNoFlip = argmaxRows(classifier.classifyPlanar(split.images), classes.length);
-    const f32 = argmaxRows(classifierFp32.classifyPlanar(split.images, { tta: true }), classes.length);
+    // Human's model reads the 48x48 crop; ferkit's the crop resized to its own input (48x48 gray for VGG-FER).
+    const prepare = (size: number, channels: 1 | 3) =>
+      prepareSplit(opened.dataset, name, { size, channels, cacheDir: resolveCacheDir(".cache", PACKAGE_ROOT), progress: false });
+    const split = await prepare(48, 1);
+    const own = classifier.size === 48 && classifier.channels === 1 ? split : await prepare(classifier.size, classifier.channels);
+    const f = argmaxRows(classifier.classifyPlanar(own.images, { tta: true }), classes.length);
+    const fNoFlip = argmaxRows(classifier.classifyPlanar(own.images), classes.length);
+    const f32 = argmaxRows(classifierFp32.classifyPlanar(own.images, { tta: true }), classes.length);
     const h = await humanClassify(split.images, split.n);
     ferkitTta = classificationReport(split.labels, f, classes.length);
     ferkitNoFlip = classificationReport(split.labels, fNoFlip, classes.length);

@@ -147,6 +147,20 @@ describe("predict on real photos with the shipped model", () => {
     assert.ok(existsSync(path.join(PACKAGE_ROOT, "models", "README.md")), "with its model card");
   });
 
+  test("eval without --model evaluates the default model; shipped models go by name; an unknown one is listed", () => {
+    const byDefault = cli("eval", "--split", "PublicTest", "--json");
+    assert.equal(byDefault.status, 0, byDefault.stderr);
+    const byName = cli("eval", "--model", path.basename(DEFAULT_MODEL, ".safetensors"), "--split", "PublicTest", "--json");
+    assert.equal(byName.status, 0, byName.stderr);
+    assert.deepEqual(JSON.parse(byName.stdout), JSON.parse(byDefault.stdout));
+    assert.equal((JSON.parse(byDefault.stdout) as { n: number }).n, 3577);
+    const vgg = cli("eval", "--model", "ferkit-vgg-fer2013", "--split", "PublicTest", "--json");
+    assert.equal(vgg.status, 0, vgg.stderr);
+    const unknown = cli("eval", "--model", "no-such-model");
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /no-such-model does not exist .*shipped model: .*ferkit-vgg-fer2013/);
+  });
+
   test("LFW photos and FER2013 crops: JSON faces with box, landmarks, probs, label, score", () => {
     const photos = lfwPhotos(3);
     const labels = readFileSync(path.join(data, "fer2013", "labels.csv"), "utf8").split("\n");

@@ -4,6 +4,7 @@ import "./helpers.js";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -13,6 +14,7 @@ import { mobileFaceNetFromTfjs } from "../src/models/mobilefacenet.js";
 import { readTfjsModel } from "../src/models/tfjs_graph.js";
 import { parsePnm } from "../src/data/pnm.js";
 import { defaultDataRoot } from "../src/paths.js";
+import { PACKAGE_ROOT } from "../src/torch/native.js";
 import * as torch from "../src/torch/index.js";
 
 const require = createRequire(import.meta.url);
@@ -200,6 +202,30 @@ describe("face-recognition backbones imported from tfjs", () => {
       plain.dispose();
       withBn.dispose();
     });
+  });
+
+  test("ferkit models lists every zoo model, and each pretrained source with its installed version and card", () => {
+    const r = spawnSync(process.execPath, [path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js"), "models", "--json"], {
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const { models } = JSON.parse(r.stdout) as {
+      models: {
+        name: string;
+        input: number[];
+        pretrained: null | { package: string; version: string; trainedOn: string; terms: string };
+      }[];
+    };
+    assert.deepEqual(
+      models.map((m) => m.name),
+      ["vgg-fer", "resnet18", "mobilenetv2", "mobilefacenet", "faceres"],
+    );
+    const faceres = models.find((m) => m.name === "faceres")!;
+    assert.deepEqual(faceres.input, [3, 224, 224]);
+    assert.equal(faceres.pretrained?.package, "@vladmandic/human");
+    assert.match(faceres.pretrained?.version ?? "", /^\d+\.\d+\.\d+$/);
+    assert.match(faceres.pretrained?.trainedOn ?? "", /VGGFace2/);
+    assert.equal(models.find((m) => m.name === "vgg-fer")!.pretrained, null);
   });
 
   test("float16 weights decode to the values tfjs uses", () => {
