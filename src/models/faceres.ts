@@ -81,7 +81,7 @@ class ConvRelu6 extends nn.Module {
 export interface FaceResOptions {
   /** Output classes (default 7). */
   numClasses?: number;
-  /** Input channels (default 3; the face-recognition weights need 3). */
+  /** Input channels (default 3; 1 makes a gray model, whose imported first filter is summed over RGB). */
   inChannels?: number;
   /** Dropout before the classifier's linear layer (default 0.2; training runs pass `model.dropout`). */
   dropout?: number;

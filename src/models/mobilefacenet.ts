@@ -129,7 +129,7 @@ class EmbeddingHead extends nn.Module {
 export interface MobileFaceNetOptions {
   /** Output classes of the expression classifier (default 7). */
   numClasses?: number;
-  /** Input channels (default 3; the face-recognition weights need 3). */
+  /** Input channels (default 3; 1 makes a gray model, whose imported first filter is summed over RGB). */
   inChannels?: number;
   /** Dropout before the classifier (default 0.2; training runs pass `model.dropout`). */
   dropout?: number;
