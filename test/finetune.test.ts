@@ -20,16 +20,18 @@ const readJsonl = (file: string): Record<string, unknown>[] =>
     .split("\n")
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 
-/** faceres from its face-recognition weights at 48x48 RGB: 40 steps of 16 on 600 real FER2013 images. */
+/** faceres from its face-recognition weights at 48x48 RGB with batch norm put back: 40 steps of 16 on 600 real FER2013 happy and surprise images. */
 function config(): string {
   const file = path.join(work, "cfg.json");
   writeFileSync(
     file,
     JSON.stringify({
       name: "tiny-finetune",
-      data: { limits: { train: 600, val: 200, test: 200 } },
-      model: { name: "faceres", pretrained: "face-recognition", inputSize: 48, dropout: 0.2 },
-      optimizer: { name: "sgd", lr: 0.01, momentum: 0.9, weightDecay: 5e-4, backboneLrFactor: 0.3 },
+      // Happy against surprise (as first-run): a task 40 steps can show progress on.
+      data: { labeled: { classes: ["happy", "surprise"] }, limits: { train: 600, val: 200, test: 200 } },
+      // The presets' recipe (batch norm put back, calibrated) at a learning rate scaled to batches of 16.
+      model: { name: "faceres", pretrained: "face-recognition", inputSize: 48, batchNorm: true, dropout: 0.2 },
+      optimizer: { name: "adam", lr: 0.001, weightDecay: 0, backboneLrFactor: 0.1 },
       schedule: { name: "cosine", warmupSteps: 5 },
       train: { steps: 40, batchSize: 16, epochSteps: 10, emaDecay: 0.9, logEvery: 5 },
     }),
@@ -74,6 +76,6 @@ describe("fine-tuning a pretrained backbone", () => {
     model.dispose();
     const ev = cli("eval", "--model", full, "--split", "PublicTest", "--json");
     assert.equal(ev.status, 0, ev.stderr);
-    assert.equal((JSON.parse(ev.stdout) as { n: number }).n, 3577);
+    assert.equal((JSON.parse(ev.stdout) as { n: number }).n, 1305); // PublicTest's happy and surprise images
   });
 });
