@@ -17,13 +17,9 @@
  * The last line printed is one JSON object: `{"identification":[{"model","size","nn_accuracy",
  * "cos_same","cos_different"}],"speed":[{"model","size","precision","img_s"}]}`.
  */
-import { readdirSync, readFileSync } from "node:fs";
-import path from "node:path";
 import { parseArgs } from "node:util";
-import sharp from "sharp";
-import { parsePnm } from "../src/data/pnm.js";
+import { identification, orlFaces } from "../src/eval/identification.js";
 import { atPrecision, createModel, FaceRes, MobileFaceNet } from "../src/models/index.js";
-import { defaultDataRoot } from "../src/paths.js";
 import * as torch from "../src/torch/index.js";
 import { median } from "./common.js";
 
@@ -39,54 +35,6 @@ const { values: args } = parseArgs({
 });
 const models = args.models.split(",");
 torch.setNumThreads(Number(args.threads));
-
-/** ORL faces as `[n, 3, size, size]` pixel values / 255, with the subject of each. */
-async function orlFaces(size: number): Promise<{ x: torch.Tensor; people: number[] }> {
-  const root = path.join(defaultDataRoot(), "orl_att_faces", "att_faces");
-  const subjects = readdirSync(root)
-    .filter((d) => /^s\d+$/.test(d))
-    .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))
-    .slice(0, 20);
-  const files = subjects.flatMap((s) => [1, 2, 3, 4, 5].map((i) => path.join(root, s, `${i}.pgm`)));
-  const x = new Float32Array(files.length * 3 * size * size);
-  for (const [i, f] of files.entries()) {
-    const img = parsePnm(readFileSync(f));
-    const px = await sharp(Buffer.from(img.data), { raw: { width: img.width, height: img.height, channels: img.channels } })
-      .resize(size, size, { fit: "cover" })
-      .toColourspace("srgb")
-      .raw()
-      .toBuffer();
-    for (let c = 0; c < 3; c++) for (let j = 0; j < size * size; j++) x[(i * 3 + c) * size * size + j] = px[3 * j + c] / 255;
-  }
-  return { x: torch.fromArray(x, [files.length, 3, size, size]), people: files.map((_, i) => Math.floor(i / 5)) };
-}
-
-/** Nearest-neighbour identification and mean cosines of `[n, d]` descriptors. */
-function identification(d: Float32Array, people: number[]): { nn_accuracy: number; cos_same: number; cos_different: number } {
-  const n = people.length;
-  const dim = d.length / n;
-  const norm = Array.from({ length: n }, (_, i) => Math.hypot(...d.subarray(i * dim, (i + 1) * dim)));
-  const cos = (i: number, j: number) => {
-    let s = 0;
-    for (let k = 0; k < dim; k++) s += d[i * dim + k] * d[j * dim + k];
-    return s / (norm[i] * norm[j]);
-  };
-  let hits = 0;
-  const same: number[] = [];
-  const different: number[] = [];
-  for (let i = 0; i < n; i++) {
-    let [best, arg] = [-2, -1];
-    for (let j = 0; j < n; j++) {
-      if (j === i) continue;
-      const c = cos(i, j);
-      (people[i] === people[j] ? same : different).push(c);
-      if (c > best) [best, arg] = [c, j];
-    }
-    if (people[arg] === people[i]) hits++;
-  }
-  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-  return { nn_accuracy: hits / n, cos_same: mean(same), cos_different: mean(different) };
-}
 
 /** img/s of training steps of `name`'s expression model at `size`. */
 function trainSpeed(name: string, size: number, precision: "bf16" | "fp32"): number {

@@ -12,7 +12,7 @@ import sharp from "sharp";
 import { createModel, FaceRes, importTfjsWeights, MobileFaceNet, pretrainedFile } from "../src/models/index.js";
 import { mobileFaceNetFromTfjs } from "../src/models/mobilefacenet.js";
 import { readTfjsModel } from "../src/models/tfjs_graph.js";
-import { parsePnm } from "../src/data/pnm.js";
+import { identification, orlFaces } from "../src/eval/identification.js";
 import { defaultDataRoot } from "../src/paths.js";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
 import * as torch from "../src/torch/index.js";
@@ -132,41 +132,14 @@ describe("face-recognition backbones imported from tfjs", () => {
   test("faceres' descriptor tells ORL's people apart: nearest neighbour finds the same person for >= 95 % of 100 faces", async () => {
     // 20 subjects x 5 photos (gray PGM, given as RGB): a check that the imported weights are a
     // working face-recognition network, not only equal to tfjs'.
-    const root = path.join(defaultDataRoot(), "orl_att_faces", "att_faces");
-    const subjects = readdirSync(root)
-      .filter((d) => /^s\d+$/.test(d))
-      .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))
-      .slice(0, 20);
-    const files = subjects.flatMap((s) => ["1", "2", "3", "4", "5"].map((i) => path.join(root, s, `${i}.pgm`)));
-    const size = 224;
-    const x = new Float32Array(files.length * 3 * size * size);
-    for (const [i, f] of files.entries()) {
-      const img = parsePnm(readFileSync(f));
-      const px = await sharp(Buffer.from(img.data), { raw: { width: img.width, height: img.height, channels: img.channels } })
-        .resize(size, size, { fit: "cover" })
-        .toColourspace("srgb")
-        .raw()
-        .toBuffer();
-      for (let c = 0; c < 3; c++) for (let j = 0; j < size * size; j++) x[(i * 3 + c) * size * size + j] = px[3 * j + c] / 255;
-    }
+    const { x, people } = await orlFaces(224);
     const model = createModel("faceres", { pretrained: "face-recognition" }) as FaceRes;
     model.eval();
-    const d = torch.tidy(() =>
-      torch.noGrad(() => model.descriptor(torch.fromArray(x, [files.length, 3, size, size])).toArray() as Float32Array),
-    );
+    const d = torch.tidy(() => torch.noGrad(() => model.descriptor(x).toArray() as Float32Array));
     model.dispose();
-    const dim = d.length / files.length;
-    let hits = 0;
-    for (let i = 0; i < files.length; i++) {
-      let [best, arg] = [-2, -1];
-      for (let j = 0; j < files.length; j++) {
-        if (j === i) continue;
-        const c = cosines(d.subarray(i * dim, (i + 1) * dim), d.subarray(j * dim, (j + 1) * dim), 1)[0];
-        if (c > best) [best, arg] = [c, j];
-      }
-      if (Math.floor(arg / 5) === Math.floor(i / 5)) hits++;
-    }
-    assert.ok(hits >= 95, `${hits} of 100 nearest neighbours are the same person`);
+    x.dispose();
+    const { nn_accuracy } = identification(d, people);
+    assert.ok(nn_accuracy >= 0.95, `${Math.round(100 * nn_accuracy)} of 100 nearest neighbours are the same person`);
   });
 
   test("a gray model (first filter summed over RGB) gives on a gray image what the RGB model gives on it", () => {

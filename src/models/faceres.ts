@@ -15,7 +15,7 @@
  */
 import * as torch from "../torch/index.js";
 import { F, nn, type Tensor } from "../torch/index.js";
-import { torchvisionInit } from "./init.js";
+import { globalAvgPool, torchvisionInit } from "./init.js";
 import { SameConv2d } from "./same_conv.js";
 import type { StateDictBuilder } from "./tfjs_import.js";
 
@@ -193,12 +193,7 @@ export class FaceRes extends nn.Module {
   }
 
   private pooled(x: Tensor, activate: boolean): Tensor {
-    const f = this.lastMap(x, activate);
-    const p = F.adaptiveAvgPool2d(f, 1);
-    f.dispose();
-    const flat = p.flatten(1);
-    p.dispose();
-    return flat;
+    return globalAvgPool(this.lastMap(x, activate));
   }
 
   /** The face-recognition descriptor `[N, 1024]` (the graph's `global_pooling/Mean`, after the last ReLU6). */

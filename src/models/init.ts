@@ -1,5 +1,5 @@
-/** Weight initialisation shared by the zoo's torchvision-style models. */
-import { nn } from "../torch/index.js";
+/** Weight initialisation and the global pooling shared by the zoo's models. */
+import { F, nn, type Tensor } from "../torch/index.js";
 
 /**
  * torchvision's initialisation of VGG and MobileNetV2: convolutions Kaiming-normal
@@ -20,4 +20,16 @@ export function torchvisionInit(model: nn.Module): void {
       if (m.bias !== null) init.constant_(m.bias, 0);
     }
   }
+}
+
+/**
+ * Global average pooling of a feature map, flattened: `[N, C, H, W]` → `[N, C]`. Takes ownership
+ * of `map` (disposes it), as the models' forward passes hand it over.
+ */
+export function globalAvgPool(map: Tensor): Tensor {
+  const pooled = F.adaptiveAvgPool2d(map, 1);
+  map.dispose();
+  const flat = pooled.flatten(1);
+  pooled.dispose();
+  return flat;
 }

@@ -15,7 +15,7 @@
  * only) is built only when asked for, to check the import against tfjs or to embed faces.
  */
 import { F, nn, type Tensor } from "../torch/index.js";
-import { torchvisionInit } from "./init.js";
+import { globalAvgPool, torchvisionInit } from "./init.js";
 import { SameConv2d } from "./same_conv.js";
 import { type StateDictBuilder } from "./tfjs_import.js";
 
@@ -191,12 +191,7 @@ export class MobileFaceNet extends nn.Module {
   }
 
   private pooled(x: Tensor): Tensor {
-    const f = this.backbone(x);
-    const p = F.adaptiveAvgPool2d(f, 1);
-    f.dispose();
-    const flat = p.flatten(1);
-    p.dispose();
-    return flat;
+    return globalAvgPool(this.backbone(x));
   }
 
   /** `[N, C, H, W]` → `[N, numClasses]` logits. */

@@ -6,8 +6,8 @@
  * width multiplier rounding and initialisation, so a torchvision `state_dict` loads
  * unchanged at width 1 with 3 input channels.
  */
-import { F, nn, type Tensor } from "../torch/index.js";
-import { torchvisionInit } from "./init.js";
+import { nn, type Tensor } from "../torch/index.js";
+import { globalAvgPool, torchvisionInit } from "./init.js";
 
 /** torchvision's `_make_divisible`: round `v` to a multiple of `divisor`, never more than 10 % down. */
 export function makeDivisible(v: number, divisor = 8): number {
@@ -110,12 +110,7 @@ export class MobileNetV2 extends nn.Module {
 
   /** The globally pooled features `[N, last]`. */
   private pooled(x: Tensor): Tensor {
-    const f = this.features.forward(x);
-    const p = F.adaptiveAvgPool2d(f, 1);
-    f.dispose();
-    const flat = p.flatten(1);
-    p.dispose();
-    return flat;
+    return globalAvgPool(this.features.forward(x));
   }
 
   /**

@@ -6,6 +6,7 @@
  * initialisation, so a torchvision `state_dict` loads unchanged (imagenet stem).
  */
 import { F, nn, type Tensor } from "../torch/index.js";
+import { globalAvgPool } from "./init.js";
 
 /** The first layers: torchvision's 7x7/2 conv + 3x3/2 max-pool, or 3x3/1 conv without pooling. */
 export type ResNetStem = "imagenet" | "small";
@@ -166,11 +167,7 @@ export class ResNet extends nn.Module {
       h.dispose();
       h = next;
     }
-    const pooled = F.adaptiveAvgPool2d(h, 1);
-    h.dispose();
-    const flat = pooled.flatten(1);
-    pooled.dispose();
-    return flat;
+    return globalAvgPool(h);
   }
 
   /**
