@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "native/build/", "node_modules/", "runs/", "logs/", ".cache/"] },
+  { ignores: ["dist/", "native/build/", "node_modules/", "runs/", "logs/", "scratch/", ".cache/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
