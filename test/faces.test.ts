@@ -22,6 +22,7 @@ import {
   sharedDetectorPool,
   warpAffine,
   type FileResult,
+  type Point2,
   type RgbImage,
 } from "../src/faces/index.js";
 
@@ -295,6 +296,94 @@ describe("faces on real photos", { skip: haveData ? false : `data not found unde
       await assert.rejects(detectAndAlign([LFW[0]], { size: 48, channels: 1, pool }), /failed to start/);
     } finally {
       await pool.close();
+    }
+  });
+});
+
+describe("small and mid-size faces in a 1280x720 frame", { skip: haveData ? false : `data not found under ${DATA}` }, () => {
+  const W = 1280;
+  const H = 720;
+  const people = [
+    "AJ_Cook/AJ_Cook_0001.jpg",
+    "Aaron_Eckhart/Aaron_Eckhart_0001.jpg",
+    "Aaron_Patterson/Aaron_Patterson_0001.jpg",
+    "Aaron_Pena/Aaron_Pena_0001.jpg",
+    "Abdullah_Gul/Abdullah_Gul_0001.jpg",
+    "Adam_Sandler/Adam_Sandler_0001.jpg",
+  ].map((f) => path.join(DATA, "lfw", "lfw-deepfunneled", f));
+  let detector: FaceDetector;
+  let reference: FaceDetector;
+  /** Each photo's face: its eye-line angle (FaceMesh, 2 passes, on the 250-px photo) and box side. */
+  const truth: { angle: number; side: number }[] = [];
+  before(async () => {
+    // Prediction's default eye source: BlazeFace's own keypoints, where the tilt came from.
+    detector = await FaceDetector.create({ landmarks: "blazeface" });
+    reference = await FaceDetector.create({ landmarks: "mesh", meshPasses: 2 });
+    for (const f of people) {
+      const [face] = await reference.detect(await decodeImage(f));
+      truth.push({ angle: eyeAngle(face.leftEye, face.rightEye), side: face.box[2] });
+    }
+  });
+  after(() => {
+    detector?.dispose();
+    reference?.dispose();
+  });
+
+  /** A grey frame with photo k scaled so its face box is `face` px, pasted with its corner at (x, y). */
+  async function scene(placed: { k: number; face: number; x: number; y: number }[]): Promise<{ image: RgbImage; centres: Point2[] }> {
+    const data = new Uint8Array(W * H * 3).fill(128);
+    const centres: Point2[] = [];
+    for (const { k, face, x, y } of placed) {
+      const s = Math.round((face / truth[k].side) * 250);
+      const photo = await sharp(people[k]).resize(s, s).removeAlpha().raw().toBuffer();
+      for (let r = 0; r < s; r++) data.set(photo.subarray(r * s * 3, (r + 1) * s * 3), ((y + r) * W + x) * 3);
+      centres.push([x + s / 2, y + s / 2]);
+    }
+    return { image: { data, width: W, height: H }, centres };
+  }
+
+  const near = (faces: Awaited<ReturnType<FaceDetector["detect"]>>, [cx, cy]: Point2, r: number) =>
+    faces.find((f) => Math.hypot(f.box[0] + f.box[2] / 2 - cx, f.box[1] + f.box[3] / 2 - cy) < r);
+
+  test("faces of 32 to 128 px (2.5-10 % of the long side) are all found, their eye lines within 10 degrees", async () => {
+    const sizes = [32, 40, 56, 80, 96, 128];
+    const placed = sizes.map((face, k) => ({ k, face, x: 60 + (k % 3) * 420, y: 80 + Math.floor(k / 3) * 330 }));
+    const { image, centres } = await scene(placed);
+    const faces = await detector.detect(image);
+    assert.equal(faces.length, sizes.length, `found ${faces.map((f) => f.box.map(Math.round).join(",")).join(" | ")}`);
+    for (const [k, face] of sizes.entries()) {
+      const f = near(faces, centres[k], face);
+      assert.ok(f, `the ${face}-px face was missed`);
+      const error = Math.abs(eyeAngle(f.leftEye, f.rightEye) - truth[k].angle);
+      assert.ok(error <= 10, `the ${face}-px face's eye line is ${error.toFixed(1)} degrees off`);
+    }
+  });
+
+  test("the smallest face found is 24 px (1.9 % of the long side); 16 px is not", async () => {
+    const found = async (face: number) => {
+      let hits = 0;
+      for (let k = 0; k < people.length; k++) {
+        const { image, centres } = await scene([{ k, face, x: 200 + 150 * k, y: 100 + 80 * k }]);
+        if (near(await detector.detect(image), centres[0], face)) hits++;
+      }
+      return hits;
+    };
+    assert.ok((await found(24)) >= people.length - 1, "24-px faces");
+    assert.equal(await found(16), 0, "16-px faces");
+  });
+
+  test("a scene of four 240-px photos and a 56-px face: five faces", async () => {
+    const big = [0, 1, 2, 3].map((k) => ({ k, face: (240 / 250) * truth[k].side, x: 60 + (k & 1) * 300, y: 60 + (k >> 1) * 300 }));
+    const { image, centres } = await scene([...big, { k: 4, face: 56, x: 900, y: 300 }]);
+    const { data } = image;
+    const faces = await detector.detect(image);
+    assert.equal(faces.length, 5);
+    assert.ok(near(faces, centres[4], 56), "the small face");
+    const fast = await FaceDetector.create({ landmarks: "blazeface", tiles: false });
+    try {
+      assert.ok((await fast.detect({ data, width: W, height: H })).length >= 4, "tiles: false still finds the large faces");
+    } finally {
+      fast.dispose();
     }
   });
 });

@@ -58,6 +58,8 @@ describe("config validation", () => {
     );
     assert.throws(() => parseConfig({ train: { steps: 0 } }), /train\.steps/);
     assert.throws(() => parseConfig({ trian: {} }), /Unrecognized key.*trian/);
+    assert.throws(() => parseConfig({ train: { augment: "medium" } }), /train\.augment/);
+    assert.equal(parseConfig({ train: { augment: "strong" } }).train.augment, "strong");
     assert.throws(() => parseConfig({ optimizer: { momentum: 0 } }), /optimizer\.nesterov: Nesterov momentum needs momentum > 0/);
     const r = cli("train", "--config", tinyConfig({ model: { name: "vgg-19" } }), "--out", path.join(work, "bad"));
     assert.equal(r.status, 2);
@@ -120,6 +122,38 @@ describe("training runs", () => {
     );
     assert.equal(j.per_class.happy.support, 891);
     assert.ok(j.accuracy > 0 && j.accuracy <= 1);
+  });
+
+  test("strong labeled augmentation (RandAugment + Cutout) trains and resumes to the same end", async () => {
+    const cfg = tinyConfig({ train: { steps: 20, batchSize: 16, epochSteps: 10, emaDecay: 0.9, logEvery: 5, augment: "strong" } });
+    const full = path.join(work, "strong-full");
+    const r = cli("train", "--config", cfg, "--out", full, "--no-progress");
+    assert.equal(r.status, 0, r.stderr);
+    const steps = readJsonl(path.join(full, "log.jsonl")).filter((e) => e.event === "step");
+    assert.ok(steps.length >= 4 && steps.every((e) => Number.isFinite(e.loss)));
+    const weak = path.join(work, "strong-weak");
+    assert.equal(
+      cli(
+        "train",
+        "--config",
+        tinyConfig({ train: { steps: 20, batchSize: 16, epochSteps: 10, emaDecay: 0.9, logEvery: 5 } }),
+        "--out",
+        weak,
+        "--no-progress",
+      ).status,
+      0,
+    );
+    const loss = (dir: string) => readJsonl(path.join(dir, "log.jsonl")).find((e) => e.event === "step")?.loss;
+    assert.notEqual(loss(full), loss(weak), "the strong view is another batch than the weak one");
+    const killed = path.join(work, "strong-killed");
+    const child = spawn(process.execPath, [bin, "train", "--config", cfg, "--out", killed, "--no-progress"], { stdio: "ignore" });
+    const last = path.join(killed, "checkpoints", "last.safetensors");
+    for (let i = 0; i < 600 && !existsSync(last); i++) await sleep(100);
+    child.kill("SIGKILL");
+    await new Promise((resolve) => child.once("exit", resolve));
+    assert.equal(cli("train", "--resume", killed, "--no-progress").status, 0);
+    const metrics = (dir: string) => (JSON.parse(readFileSync(path.join(dir, "metrics.json"), "utf8")) as { test: unknown }).test;
+    assert.deepEqual(metrics(killed), metrics(full));
   });
 
   test("Ctrl-C (SIGINT) saves a checkpoint and exits 130; the run then resumes to the end", async () => {

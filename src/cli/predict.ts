@@ -22,6 +22,7 @@ interface PredictFlags {
   ema: number;
   maxSide: number;
   landmarks: "blazeface" | "mesh";
+  smallFaces: boolean;
   crops: boolean;
   boxes?: string;
   align?: "eyes" | "resize";
@@ -84,6 +85,10 @@ export function predictCommand(): Command {
         .choices(["blazeface", "mesh"])
         .default(PREDICT_LANDMARKS),
     )
+    .option(
+      "--no-small-faces",
+      "skip the tiled detection pass that finds faces down to about 2 % of a large image's longer side (detection about 3x faster on 1280x720 frames; faces under about 5 % are then missed)",
+    )
     .option("--max-side <px>", "videos: frames larger than this are scaled down for detection", positiveInt("--max-side"), 1024)
     .addOption(
       new Option(
@@ -121,7 +126,7 @@ export function predictCommand(): Command {
       const precision = resolvePrecision(o.precision);
       if (o.precision === "bf16" && precision.note !== undefined) console.error(precision.note);
       const classifier = FaceClassifier.load(o.model, { precision: precision.precision });
-      const detectorOptions = { landmarks: o.landmarks };
+      const detectorOptions = { landmarks: o.landmarks, tiles: o.smallFaces };
       const classes = classifier.classes;
       const expanded = expandInputs(inputs);
       let failures = 0;

@@ -64,20 +64,15 @@ export class BatchSource implements Persistent {
   }
 
   /**
-   * The tensors of a batch: the labeled images' weak view (or the plain images when
-   * `train.augment` is off) with their labels, then the unlabeled images' views. Call
+   * The tensors of a batch: the labeled images' weak or strong view (`train.augment`; the
+   * plain images when it is false) with their labels, then the unlabeled images' views. Call
    * inside a `tidy` scope: the tensors are the caller's.
    */
   views(ix: BatchIndices): { labeled: LabeledBatch; unlabeled: UnlabeledBatch | null } {
-    const { config, labeled, unlabeled, algorithm } = this.#run;
+    const { labeled, unlabeled, algorithm } = this.#run;
     const shape = [ix.labeled.length, ...labeled.shape] as const;
     const pixels = gatherImages(labeled, ix.labeled);
-    const x = config.train.augment
-      ? makeViews({ data: pixels, shape }, this.#augmentRng, { weak: 1, strong: 0 }).weak[0]
-      : torch
-          .fromArray(pixels, [...shape])
-          .float()
-          .div(255);
+    const x = this.#labeledView(pixels, shape);
     const y = torch.fromArray(
       Int32Array.from(ix.labeled, (i) => labeled.labels[i]),
       [ix.labeled.length],
@@ -93,6 +88,19 @@ export class BatchSource implements Persistent {
       },
     );
     return { labeled: { x, y }, unlabeled: { weak: views.weak, strong: views.strong, index: Int32Array.from(ix.unlabeled) } };
+  }
+
+  /** The labeled images as `train.augment` asks: float32 `[N, C, H, W]` in [0, 1]. */
+  #labeledView(pixels: Uint8Array, shape: readonly [number, number, number, number]): torch.Tensor {
+    const augment = this.#run.config.train.augment;
+    if (augment === false)
+      return torch
+        .fromArray(pixels, [...shape])
+        .float()
+        .div(255);
+    const strong = augment === "strong";
+    const views = makeViews({ data: pixels, shape }, this.#augmentRng, { weak: strong ? 0 : 1, strong: strong ? 1 : 0 });
+    return strong ? views.strong[0] : views.weak[0];
   }
 
   state(): BatchSourceState {

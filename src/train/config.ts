@@ -245,8 +245,12 @@ export const TrainConfigSchema = z
         /** Evaluate and select with the EMA teacher (true) or the student (false). */
         evalWithEma: z.boolean().default(true),
         labelSmoothing: z.number().min(0).lt(1).default(0),
-        /** Weak augmentation of labeled batches (random crop with padding and flip). */
-        augment: z.boolean().default(true),
+        /**
+         * Augmentation of labeled batches: true or "weak" = the weak view (random crop with
+         * reflect padding, flip); "strong" = the strong view (RandAugment, 3 ops, Cutout, then
+         * the weak view), for long supervised fine-tuning; false = the plain images.
+         */
+        augment: z.union([z.boolean(), z.enum(["weak", "strong"])]).default(true),
         /** Log the step loss every this many steps. */
         logEvery: z.number().int().positive().default(50),
         /**
