@@ -31,9 +31,11 @@ fi
 # ffmpeg (with ffprobe): `ferkit predict` decodes and writes videos through it.
 apt_install make g++ python3 libopenblas0-pthread ffmpeg
 
-# The tests also open reports in a real browser: Debian's Chromium, driven by playwright-core.
+# The tests also open reports in a real browser (Debian's Chromium, driven by playwright-core),
+# write PyTorch/TorchScript/ONNX files to check they are refused (python3-torch), and a real
+# HEIC photo (heif-enc from libheif-examples).
 if [ "${1:-}" = "--test" ]; then
-  apt_install chromium
+  apt_install chromium python3-torch libheif-examples
 fi
 
 # 2. npm dependencies, when package-lock.json changed since the last install.

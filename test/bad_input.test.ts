@@ -183,6 +183,44 @@ describe("image decoding: awkward but valid images decode correctly", () => {
   });
 });
 
+describe("formats (issue #24 item 4): one list of extensions for files and folders", () => {
+  test("AVIF is read from a folder as from a file; HEIC is reported on one line naming the file; BMP decodes", async () => {
+    const dir = path.join(work, "formats");
+    mkdirSync(dir, { recursive: true });
+    await sharp(lfwPhoto).avif().toFile(path.join(dir, "photo.avif"));
+    // A real HEIC (HEVC) from libheif's encoder (Debian's libheif-examples, installed by scripts/setup.sh --test).
+    const enc = spawnSync("heif-enc", ["-q", "60", "-o", path.join(dir, "photo.heic"), lfwPhoto], { encoding: "utf8" });
+    assert.equal(enc.status, 0, `heif-enc: ${enc.stderr}`);
+    copyFileSync((await awkward).file("photo24.bmp"), path.join(dir, "photo.bmp"));
+    const folder = spawnSync(process.execPath, [bin, "predict", dir, "--json"], { encoding: "utf8" });
+    const jsonLines = (out: string) =>
+      out
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { file: string; faces?: unknown[]; error?: string });
+    const fromFolder = jsonLines(folder.stdout);
+    assert.deepEqual(fromFolder.map((e) => path.basename(e.file)).sort(), ["photo.avif", "photo.bmp", "photo.heic"]);
+    const avif = fromFolder.find((e) => e.file.endsWith(".avif"));
+    assert.equal(avif?.faces?.length, 1, "the AVIF photo's face");
+    const heicLines = folder.stderr.split("\n").filter((l) => l.includes("photo.heic"));
+    assert.equal(heicLines.length, 1, folder.stderr);
+    assert.match(heicLines[0], /an HEIC \(HEVC-coded HEIF\) image, .* convert it, e\.g\. with heif-convert/);
+    assert.equal(folder.status, 2, "an unreadable input makes the exit code 2");
+    const single = spawnSync(process.execPath, [bin, "predict", path.join(dir, "photo.avif"), "--json"], { encoding: "utf8" });
+    assert.deepEqual(jsonLines(single.stdout)[0].faces, avif?.faces);
+  });
+
+  test("a multi-line decoder message becomes one line: its lead and its cause", () => {
+    const e = new ImageError(
+      "unreadable_image",
+      "x.heic",
+      "Input file has corrupt header: x.heic: bad seek to 2979\nx.heic: bad seek to 2957\nheif: Invalid input: No 'hvcC' box (2.106)",
+    );
+    assert.equal(e.detail, "Input file has corrupt header: heif: Invalid input: No 'hvcC' box (2.106)");
+    assert.ok(!e.message.includes("\n"));
+  });
+});
+
 describe("image decoding: bad images are skipped with a reason", () => {
   const expected: Record<string, string> = {
     "tiny1x1.png": "image_too_small",

@@ -309,27 +309,92 @@ describe("predict on real photos with the shipped model", () => {
     assert.match(e.stderr, /no image or video files in .*no-photos/);
   });
 
-  test("a model file of the wrong kind is a clear error naming it", () => {
-    const notModel = path.join(work, "notes.safetensors");
-    writeFileSync(notModel, "hello");
-    let r = cli("predict", lfwPhotos(1)[0], "--model", notModel);
-    assert.equal(r.status, 2);
-    assert.match(r.stderr, /notes\.safetensors/);
-    // The shipped weights under a card that names another architecture.
-    const wrong = path.join(work, "wrong-arch.safetensors");
-    const raw = readFileSync(DEFAULT_MODEL);
-    const headerLen = Number(raw.readBigUInt64LE(0));
-    const header = JSON.parse(raw.subarray(8, 8 + headerLen).toString("utf8")) as { __metadata__: Record<string, string> };
-    const card = JSON.parse(header.__metadata__.ferkit_model) as { name: string };
-    card.name = "resnet18";
-    header.__metadata__.ferkit_model = JSON.stringify(card);
+  /** A copy of the shipped model whose card (metadata) `edit` rewrites; `raw` replaces the card's JSON text. */
+  function editedModel(name: string, edit: (card: Record<string, unknown>) => void, raw?: string): string {
+    const file = path.join(work, name);
+    const bytes = readFileSync(DEFAULT_MODEL);
+    const headerLen = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLen).toString("utf8")) as { __metadata__: Record<string, string> };
+    const card = JSON.parse(header.__metadata__.ferkit_model) as Record<string, unknown>;
+    edit(card);
+    header.__metadata__.ferkit_model = raw ?? JSON.stringify(card);
     const h = Buffer.from(JSON.stringify(header));
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(h.length));
-    writeFileSync(wrong, Buffer.concat([len, h, raw.subarray(8 + headerLen)]));
-    r = cli("predict", lfwPhotos(1)[0], "--model", wrong);
-    assert.equal(r.status, 2);
-    assert.match(r.stderr, /wrong-arch\.safetensors: the weights do not fit a resnet18/);
+    writeFileSync(file, Buffer.concat([len, h, bytes.subarray(8 + headerLen)]));
+    return file;
+  }
+
+  /** Runs predict with `model` on one LFW photo: exit code 2 and one error line naming the file. */
+  function refused(model: string, why: RegExp): void {
+    const r = cli("predict", lfwPhotos(1)[0], "--model", model);
+    assert.equal(r.status, 2, `${model}: exit ${r.status}, ${r.stderr}`);
+    assert.ok(r.stderr.includes(model), `${model}: the message names the file: ${r.stderr}`);
+    assert.match(r.stderr, why);
+    assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
+  }
+
+  test("a model file of the wrong kind, or whose card does not fit its weights, is refused naming the file and the field", () => {
+    const notModel = path.join(work, "notes.safetensors");
+    writeFileSync(notModel, "hello");
+    refused(notModel, /notes\.safetensors/);
+    refused(
+      editedModel("wrong-arch.safetensors", (c) => (c.name = "resnet18")),
+      /wrong-arch\.safetensors: the weights do not fit a resnet18/,
+    );
+    // Six class names on seven outputs would silently drop a class from every prediction.
+    refused(
+      editedModel("six-classes.safetensors", (c) => (c.classes = (c.classes as string[]).slice(0, 6))),
+      /names 6 classes \(angry, disgust, fear, happy, sad, surprise\) but the weights' last layer has 7 outputs/,
+    );
+    refused(
+      editedModel("rgb-input.safetensors", (c) => (c.input = [3, 48, 48])),
+      /the model card's input \[3, 48, 48\] \(\[C, H, W\]\) does not fit the weights of its vgg-fer/,
+    );
+    refused(
+      editedModel("bad-json.safetensors", () => undefined, '{"name": "vgg-fer", '),
+      /model card \(metadata 'ferkit_model'\) is not valid JSON/,
+    );
+    refused(
+      editedModel("bad-field.safetensors", (c) => {
+        c.name = "vgg-19";
+        c.classes = ["happy", "happy"];
+      }),
+      /bad model card .*name: Invalid option: expected one of "vgg-fer".*classes: class names must be distinct/,
+    );
+    refused(
+      editedModel("no-input.safetensors", (c) => delete c.input),
+      /bad model card .*input/,
+    );
+  });
+
+  test("PyTorch, TorchScript, ONNX and Keras files are named as such, with what ferkit reads", () => {
+    // Real files from Debian's PyTorch (python3-torch, installed by scripts/setup.sh --test).
+    const dir = path.join(work, "foreign");
+    mkdirSync(dir, { recursive: true });
+    execFileSync("/usr/bin/python3", [
+      "-c",
+      [
+        "import sys, torch",
+        "m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 46 * 46, 7))",
+        "d = sys.argv[1]",
+        "torch.save(m.state_dict(), d + '/model.pth')",
+        "torch.save(m.state_dict(), d + '/legacy.pth', _use_new_zipfile_serialization=False)",
+        "torch.jit.save(torch.jit.script(m), d + '/scripted.pt')",
+        "torch.onnx.export(m, torch.zeros(1, 1, 48, 48), d + '/model.onnx')",
+      ].join("\n"),
+      dir,
+    ]);
+    refused(
+      path.join(dir, "model.pth"),
+      /a PyTorch checkpoint \(torch\.save zip archive\); ferkit reads safetensors model files .*save_file\(state_dict/,
+    );
+    refused(path.join(dir, "legacy.pth"), /a Python pickle \(a PyTorch checkpoint in the legacy torch\.save format\)/);
+    refused(path.join(dir, "scripted.pt"), /a TorchScript archive \(torch\.jit\.save\), which ferkit cannot run/);
+    refused(path.join(dir, "model.onnx"), /an ONNX model, which ferkit cannot run/);
+    const h5 = path.join(dir, "model.h5");
+    writeFileSync(h5, Buffer.concat([Buffer.from("\x89HDF\r\n\x1a\n", "latin1"), Buffer.alloc(600)]));
+    refused(h5, /an HDF5 file \(a Keras \.h5 model\?\)/);
   });
 });
 

@@ -80,7 +80,11 @@ export class DataError extends Error {
   override name = "DataError";
 }
 
-/** Image file extensions ferkit reads (lower case, with the dot). */
+/**
+ * Image file extensions ferkit reads (lower case, with the dot): the one list for files named on
+ * the command line and for folder walks. HEIC is listed so that such a file is reported (skipped
+ * with a reason saying how to convert it) rather than silently passed over.
+ */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
   ".jpg",
   ".jpeg",
@@ -92,6 +96,9 @@ export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
   ".webp",
   ".bmp",
   ".gif",
+  ".avif",
+  ".heif",
+  ".heic",
 ]);
 
 /** The samples of one split. */

@@ -33,15 +33,46 @@ export class ImageError extends Error {
    * @param file the file's path
    * @param detail what is wrong, without the file name (e.g. "20000x20000 pixels, above ...")
    */
+  /** What is wrong, on one line (see {@link oneLine}). */
+  readonly detail: string;
+
   constructor(
     readonly reason: ImageSkipReason,
     readonly file: string,
-    readonly detail: string,
+    detail: string,
     options?: ErrorOptions,
   ) {
-    super(`cannot decode image ${file}: ${detail}`, options);
+    super(`cannot decode image ${file}: ${oneLine(detail)}`, options);
+    this.detail = oneLine(detail);
   }
 }
+
+/** HEIF brands of HEVC-coded images (HEIC), which the libvips inside sharp cannot decode (it reads AVIF, the AV1-coded HEIF). */
+const HEVC_BRANDS = new Set(["heic", "heix", "hevc", "hevx", "heim", "heis"]);
+
+/** Whether the bytes are an HEIC file (ISO-BMFF `ftyp` box with an HEVC brand). */
+function isHeic(buf: Buffer): boolean {
+  return buf.length >= 12 && buf.toString("latin1", 4, 8) === "ftyp" && HEVC_BRANDS.has(buf.toString("latin1", 8, 12));
+}
+
+/**
+ * A decoder's message on one line: libvips reports each low-level failure on its own line
+ * ("source: bad seek to 2979", ...) before the cause, so a multi-line message keeps its first
+ * line's lead ("Input buffer has corrupt header") and its last line.
+ */
+export function oneLine(message: string): string {
+  const lines = message
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
+  if (lines.length <= 1) return lines[0] ?? "";
+  const lead = lines[0].split(": ")[0];
+  return `${lead}: ${lines[lines.length - 1]}`;
+}
+
+/** Why an HEIC file is refused, and what to do about it. */
+const HEIC_REFUSED =
+  "an HEIC (HEVC-coded HEIF) image, which the image decoder ferkit uses (sharp's libvips) cannot read (AVIF, JPEG, PNG, WebP, TIFF, GIF, BMP, PGM/PPM it can): convert it, e.g. with heif-convert from Debian's libheif-examples";
 
 /**
  * Checks an image's size from its header against {@link MAX_INPUT_PIXELS} and {@link MIN_IMAGE_SIDE}.
@@ -164,6 +195,8 @@ export interface OpenedImage {
  */
 export async function openImageBuffer(buf: Buffer, file: string, failOn: sharp.FailOnOptions = "truncated"): Promise<OpenedImage> {
   try {
+    // sharp reads an HEIC's header, then fails on its pixels with libheif's plugin error.
+    if (isHeic(buf)) throw new ImageError("unreadable_image", file, HEIC_REFUSED);
     if (isPnm(buf)) {
       const header = readPnmHeader(buf);
       checkImageSize(file, header.width, header.height);
@@ -199,6 +232,7 @@ export async function openImageBuffer(buf: Buffer, file: string, failOn: sharp.F
  */
 export async function probeImage(buf: Buffer, file: string): Promise<{ width: number; height: number; format: string }> {
   let size: { width: number; height: number; format: string };
+  if (isHeic(buf)) throw new ImageError("unreadable_image", file, HEIC_REFUSED);
   try {
     if (isPnm(buf)) size = { ...readPnmHeader(buf), format: "pnm" };
     else if (isBmp(buf)) size = { ...bmpHeaderSize(buf), format: "bmp" };

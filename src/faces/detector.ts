@@ -321,10 +321,10 @@ function mean(points: readonly (readonly number[])[], indices: readonly number[]
  * {@link FaceDetector.dispose}. Calls on one detector are serialised; for parallelism use one
  * detector per worker thread (tfjs-backend-wasm runs a single thread in Node).
  *
- * Limits (measured with one LFW face pasted into a plain canvas): BlazeFace sees the image
- * (padded, then squashed to 256x256), and finds faces down to about 3 % of the longer side (20 px
- * in a 640 or 1024 px photo, score 0.6..0.7); `maxSide` in {@link detectAndAlign} bounds the photo
- * size. In-plane rotation up to 90 degrees is found and measured (45 and 90 degrees read as 45.5 and 88);
+ * Limits (`npm run bench:faces`: LFW faces pasted into a grey 1280x720 frame): the whole-image
+ * pass (padded, then squashed to 256x256) finds all faces from about 7 % of the longer side; with
+ * the tiles ({@link FaceDetectorOptions.tiles}) all from 24 px (1.9 %) and most at 20 px;
+ * `maxSide` in {@link detectAndAlign} bounds the photo size. In-plane rotation up to 90 degrees is found and measured (45 and 90 degrees read as 45.5 and 88);
  * an upside-down face is detected but with its eyes swapped, so its crop stays upside down.
  */
 export class FaceDetector {

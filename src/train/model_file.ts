@@ -6,10 +6,12 @@
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { createModel, isModelName, type ModelOptions } from "../models/index.js";
+import { z } from "zod";
+import { createModel, listModels, type ModelName, type ModelOptions } from "../models/index.js";
 import * as torch from "../torch/index.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { ConfigError } from "./config.js";
+import { foreignModelFormat } from "./model_formats.js";
 import type { nn } from "../torch/index.js";
 
 /** What a model file says about the model it holds. */
@@ -69,15 +71,70 @@ export function resolveModelPath(fileOrRun: string): string {
   );
 }
 
+/** The model card's fields as a file must state them (options are checked by building the model). */
+const ModelCardSchema = z.object({
+  name: z.enum(listModels() as [ModelName, ...ModelName[]]),
+  options: z.record(z.string(), z.unknown()).default({}),
+  classes: z
+    .array(z.string().min(1))
+    .min(2)
+    .refine((c) => new Set(c).size === c.length, "class names must be distinct"),
+  input: z.tuple([z.union([z.literal(1), z.literal(3)]), z.number().int().min(8), z.number().int().min(8)]),
+});
+
+/**
+ * Reads the model card of a file's metadata.
+ * @throws ConfigError naming the file and each bad field (with the allowed values)
+ */
+function parseCard(file: string, raw: string): ModelCard {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (err) {
+    throw new ConfigError(`${file}: its model card (metadata 'ferkit_model') is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const r = ModelCardSchema.safeParse(json);
+  if (!r.success) {
+    const problems = r.error.issues.map((i) => `${i.path.join(".") || "(card)"}: ${i.message}`);
+    throw new ConfigError(`${file}: bad model card (metadata 'ferkit_model'): ${problems.join("; ")}`);
+  }
+  return { ...r.data, options: r.data.options as ModelOptions };
+}
+
+/**
+ * Checks the card against the weights by one forward pass of a blank `[1, C, H, W]` image: the
+ * card's input shape must run, and the last layer must have one output per class name.
+ * @throws ConfigError naming the file and the card field that disagrees
+ */
+function checkCardAgainstWeights(file: string, model: nn.Module, card: ModelCard): void {
+  let outputs: number;
+  try {
+    outputs = torch.tidy(() => torch.noGrad(() => (model.forward(torch.zeros([1, ...card.input])) as torch.Tensor).shape.at(-1) ?? 0));
+  } catch (err) {
+    throw new ConfigError(
+      `${file}: the model card's input [${card.input.join(", ")}] ([C, H, W]) does not fit the weights of its ${card.name}: ${(err as Error).message.split("\n")[0]}`,
+      { cause: err },
+    );
+  }
+  if (outputs !== card.classes.length)
+    throw new ConfigError(
+      `${file}: the model card names ${card.classes.length} classes (${card.classes.join(", ")}) but the weights' last layer has ${outputs} outputs`,
+    );
+}
+
 /**
  * Rebuilds a model from a model file, or from a run folder (its `model.safetensors`).
- * @throws ConfigError naming the file when it is missing, is not safetensors, is a checkpoint,
- *   has no model card, names an unknown architecture, or its weights do not fit it
+ * @throws ConfigError naming the file when it is missing, is another tool's model format (PyTorch,
+ *   TorchScript, ONNX, Keras, tfjs: said so, with what ferkit accepts), is not safetensors, is a
+ *   checkpoint, has no model card or a malformed one (naming the field), or its weights do not
+ *   fit the card (architecture and options, input shape, class count)
  */
 export function loadModelFile(fileOrRun: string): { model: nn.Module; card: ModelCard; file: string } {
   const file = resolveModelPath(fileOrRun);
   if (!existsSync(file))
     throw new ConfigError(`model file ${file} does not exist (a finished \`ferkit train\` run folder holds model.safetensors)`);
+  const foreign = foreignModelFormat(file);
+  if (foreign !== null) throw new ConfigError(`${file} is not a ferkit model file: ${foreign}`);
   let loaded;
   try {
     loaded = torch.loadSafetensors(file);
@@ -93,18 +150,24 @@ export function loadModelFile(fileOrRun: string): { model: nn.Module; card: Mode
         `${file} has no model card (architecture and classes in its metadata); models written by \`ferkit train\` have one`,
       );
     }
-    const card = JSON.parse(metadata.ferkit_model) as ModelCard;
-    if (!isModelName(card.name)) throw new ConfigError(`${file} holds an unknown architecture '${card.name}'`);
+    const card = parseCard(file, metadata.ferkit_model);
     // The memory layout is this process's choice, not part of the card; the file holds every
     // weight, so nothing is imported from a pretrained source.
-    const model = createModel(card.name, { ...card.options, pretrained: null, memoryFormat: "channels_last" });
+    let model: nn.Module;
+    try {
+      model = createModel(card.name, { ...card.options, pretrained: null, memoryFormat: "channels_last" });
+    } catch (err) {
+      throw new ConfigError(`${file}: the model card's options do not make a ${card.name}: ${(err as Error).message}`, { cause: err });
+    }
     try {
       model.loadStateDict(tensors);
+      model.eval();
+      checkCardAgainstWeights(file, model, card);
     } catch (err) {
       model.dispose();
+      if (err instanceof ConfigError) throw err;
       throw new ConfigError(`${file}: the weights do not fit a ${card.name}: ${(err as Error).message}`, { cause: err });
     }
-    model.eval();
     return { model, card, file };
   } finally {
     for (const t of tensors.values()) t.dispose();
