@@ -26,7 +26,9 @@ import { PACKAGE_ROOT } from "../src/torch/native.js";
 import { DEFAULT_MODEL } from "../src/predict/classifier.js";
 import { abawSubmission, ABAW_HEADER } from "../src/predict/abaw.js";
 import { emaProbs, majorityVote, StreamingMajorityVote } from "../src/predict/smoothing.js";
-import { FaceTracker, iou } from "../src/predict/tracker.js";
+import { FaceTracker, iou, type Box } from "../src/predict/tracker.js";
+import { normalize } from "../src/predict/appearance.js";
+import { ShotCuts } from "../src/predict/shots.js";
 import { Rng } from "../src/data/sampler.js";
 import { DetectorPool, FaceDetector } from "../src/faces/index.js";
 import { FaceClassifier } from "../src/predict/classifier.js";
@@ -128,6 +130,49 @@ describe("smoothing, tracking and the ABAW writer on hand-made sequences", () =>
     assert.deepEqual(t.update(2, [[10, 0, 50, 50]]), [0]);
     assert.deepEqual(t.update(6, [[110, 0, 50, 50]]), [2], "track 1 unseen for 5 > 2 frames ended");
     assert.deepEqual(t.takeEnded().sort(), [0, 1]);
+  });
+
+  test("with descriptors, tracks follow appearance: across a cut, past a look-alike position, and a clearly different face is never continued", () => {
+    const unit = (...v: number[]) => normalize(Float32Array.from(v));
+    const [pa, pb] = [unit(1, 0.2, 0), unit(0.2, 1, 0)];
+    const left: Box = [0, 0, 50, 50];
+    const right: Box = [200, 0, 50, 50];
+    const t = new FaceTracker({ maxAge: 10 });
+    assert.deepEqual(t.update(0, [left, right], { descriptors: [pa, pb] }), [0, 1]);
+    // The two swap places at a cut: ids follow the descriptors, not the boxes.
+    assert.deepEqual(t.update(1, [left, right], { descriptors: [pb, pa], cut: true }), [1, 0]);
+    // The same swap without a cut flag: appearance outweighs the overlap.
+    assert.deepEqual(t.update(2, [left, right], { descriptors: [pa, pb] }), [0, 1]);
+    // A far jump is continued only by a look-alike (cosine >= reidSimilarity).
+    assert.deepEqual(t.update(3, [[600, 0, 50, 50]], { descriptors: [pb] }), [1]);
+    // A different face (cosine < minSimilarity) at a track's very place starts a new track.
+    assert.deepEqual(t.update(4, [left], { descriptors: [unit(0, 0, 1)] }), [2]);
+    // At a cut without descriptors every track ends.
+    const p = new FaceTracker();
+    p.update(0, [left]);
+    assert.deepEqual(p.update(1, [left], { cut: true }), [1]);
+    assert.deepEqual(p.takeEnded(), [0]);
+    assert.throws(() => p.update(2, [left], { descriptors: [] }), /0 descriptors for 1 boxes/);
+  });
+
+  test("shot cuts: a new photo is a cut, the same one moved a little is not", async () => {
+    const [a, b] = lfwPhotos(2);
+    const rgb = async (f: string, dx = 0) => ({
+      data: new Uint8Array(
+        await sharp(f)
+          .extend({ left: dx, right: 10 - dx, top: 0, bottom: 0, background: "#787878" })
+          .removeAlpha()
+          .raw()
+          .toBuffer(),
+      ),
+      width: 260,
+      height: 250,
+    });
+    const shots = new ShotCuts();
+    assert.deepEqual(shots.next(await rgb(a)), { difference: 0, cut: false });
+    assert.equal(shots.next(await rgb(a, 4)).cut, false);
+    const change = shots.next(await rgb(b, 4));
+    assert.ok(change.cut && change.difference > 0.1, `difference ${change.difference}`);
   });
 
   test("ABAW file: header, ABAW class order, frames without a face filled from the last prediction", () => {
@@ -403,7 +448,7 @@ describe("predict on a video made from LFW photos", () => {
   const FRAMES = 24;
 
   test("per-frame rows with a stable face id, smoothed labels, an annotated MP4 and an ABAW file", () => {
-    // 4 photos x 6 frames at 12 fps: the face stays in place, so one track.
+    // 4 photos x 6 frames at 12 fps: four people one after the other at the same place, each a shot.
     const frames = path.join(work, "frames");
     mkdirSync(frames);
     lfwPhotos(4).forEach((p, i) => {
@@ -436,16 +481,24 @@ describe("predict on a video made from LFW photos", () => {
       rows.map((x) => Number(x.frame)),
       Array.from({ length: FRAMES }, (_, i) => i),
     );
-    assert.ok(
-      rows.every((x) => x.face === "0"),
-      "one track id throughout",
+    assert.deepEqual(
+      rows.map((x) => Number(x.face)),
+      Array.from({ length: FRAMES }, (_, i) => Math.floor(i / 6)),
+      "one track per person: ids follow people, not the place",
     );
     assert.equal(Number(rows[12].time_s), 1);
-    const raw = rows.map((x) => FER_CLASSES.indexOf(x.label));
-    assert.deepEqual(
-      rows.map((x) => FER_CLASSES.indexOf(x.label_vote)),
-      majorityVote(raw, 12, 6),
-    );
+    // The vote runs per track: each person's labels from their own frames only.
+    for (let person = 0; person < 4; person++) {
+      const own = rows.slice(6 * person, 6 * person + 6);
+      assert.deepEqual(
+        own.map((x) => FER_CLASSES.indexOf(x.label_vote)),
+        majorityVote(
+          own.map((x) => FER_CLASSES.indexOf(x.label)),
+          12,
+          6,
+        ),
+      );
+    }
     const probe = spawnSync(
       "ffprobe",
       ["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames,width,height", "-of", "csv=p=0", path.join(ann, "clip.mp4")],
@@ -456,6 +509,79 @@ describe("predict on a video made from LFW photos", () => {
     assert.equal(lines[0], ABAW_HEADER);
     assert.equal(lines.length, FRAMES + 1);
     assert.ok(lines.slice(1).every((l) => /^[0-7]$/.test(l)));
+  });
+
+  /** An H.264 clip at 25 fps from frames that `frame(i)` composes on a grey canvas of `width` x 250. */
+  async function composedClip(name: string, width: number, n: number, frame: (i: number) => sharp.OverlayOptions[]): Promise<string> {
+    const dir = path.join(work, `${name}-frames`);
+    mkdirSync(dir);
+    for (let i = 0; i < n; i++)
+      await sharp({ create: { width, height: 250, channels: 3, background: { r: 120, g: 120, b: 120 } } })
+        .composite(frame(i))
+        .png()
+        .toFile(path.join(dir, `${String(i).padStart(4, "0")}.png`));
+    const file = path.join(work, `${name}.mp4`);
+    const ff = spawnSync("ffmpeg", [
+      "-v",
+      "error",
+      "-y",
+      "-framerate",
+      "25",
+      "-i",
+      path.join(dir, "%04d.png"),
+      "-c:v",
+      "libx264",
+      "-pix_fmt",
+      "yuv420p",
+      file,
+    ]);
+    assert.equal(ff.status, 0, String(ff.stderr));
+    return file;
+  }
+
+  /** The track ids each person got: `who(frame, centreX)` says which person a row's face is. */
+  function idsByPerson(stdout: string, who: (frame: number, x: number) => string): Record<string, string[]> {
+    const out: Record<string, Set<string>> = {};
+    for (const r of parse(stdout, { columns: true }) as Record<string, string>[])
+      (out[who(Number(r.frame), Number(r.x) + Number(r.w) / 2)] ??= new Set()).add(r.face);
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, [...v].sort()]));
+  }
+
+  test("two people who swap places at a cut, or slide past each other, keep one id each", async () => {
+    const [a, b] = [lfwPhotos(1)[0], path.join(lfw, "Aaron_Eckhart", "Aaron_Eckhart_0001.jpg")];
+    // A|B for 2 s, then B|A: the ids must follow the people across the cut.
+    const cut = await composedClip("swap", 500, 100, (i) => [
+      { input: i < 50 ? a : b, left: 0, top: 0 },
+      { input: i < 50 ? b : a, left: 250, top: 0 },
+    ]);
+    const swapped = (f: number, x: number) => (x < 250 === f < 50 ? "A" : "B");
+    const r = cli("predict", cut, "--csv");
+    assert.equal(r.status, 0, r.stderr);
+    const ids = idsByPerson(r.stdout, swapped);
+    assert.equal(ids.A.length, 1, `A's ids ${ids.A}`);
+    assert.equal(ids.B.length, 1, `B's ids ${ids.B}`);
+    assert.notDeepEqual(ids.A, ids.B);
+    // By position alone the cut ends both tracks: new ids, never the other person's.
+    const byPosition = idsByPerson(cli("predict", cut, "--csv", "--no-appearance").stdout, swapped);
+    assert.equal(byPosition.A.length + byPosition.B.length, 4);
+    assert.ok(
+      byPosition.A.every((id) => !byPosition.B.includes(id)),
+      "no id shared by the two people",
+    );
+
+    // A slides right over B, who slides left and is hidden for about a second.
+    const slide = await composedClip("slide", 700, 100, (i) => {
+      const x = Math.round((i / 99) * 450);
+      return [
+        { input: b, left: 450 - x, top: 0 },
+        { input: a, left: x, top: 0 },
+      ];
+    });
+    const s = cli("predict", slide, "--csv");
+    assert.equal(s.status, 0, s.stderr);
+    const slid = idsByPerson(s.stdout, (f, x) => (Math.abs(x - ((f / 99) * 450 + 125)) < 60 ? "A" : "B"));
+    assert.deepEqual([slid.A.length, slid.B.length], [1, 1], JSON.stringify(slid));
+    assert.notDeepEqual(slid.A, slid.B);
   });
 
   test("frames detected ahead on a worker pool give the same rows, in the same order, as one detector", async () => {

@@ -23,6 +23,7 @@ interface PredictFlags {
   maxSide: number;
   landmarks: "blazeface" | "mesh";
   smallFaces: boolean;
+  appearance: boolean;
   crops: boolean;
   boxes?: string;
   align?: "eyes" | "resize";
@@ -88,6 +89,10 @@ export function predictCommand(): Command {
     .option(
       "--no-small-faces",
       "skip the tiled detection pass that finds faces down to about 2 % of a large image's longer side (detection about 3x faster on 1280x720 frames; faces under about 5 % are then missed)",
+    )
+    .option(
+      "--no-appearance",
+      "videos: match tracks by position only, not also by what the faces look like (faster; ids may then swap when people cross or at a cut)",
     )
     .option("--max-side <px>", "videos: frames larger than this are scaled down for detection", positiveInt("--max-side"), 1024)
     .addOption(
@@ -251,6 +256,9 @@ export function predictCommand(): Command {
         const { writeAbawSubmission } = await import("../predict/abaw.js");
         // Frames are detected on two worker threads when there are two cores (no detector for given faces aligned by resizing).
         const needsDetector = !(o.crops || boxes) || (o.align ?? (o.crops ? "resize" : "eyes")) === "eyes";
+        // Tracks follow people by their face-recognition descriptors (not for one-face-per-frame crops).
+        const { FaceAppearance } = await import("../predict/appearance.js");
+        const appearance = o.appearance && !o.crops ? FaceAppearance.load() : null;
         const detector = !needsDetector
           ? null
           : availableParallelism() >= 2
@@ -275,6 +283,7 @@ export function predictCommand(): Command {
                 saveCrops: cropWriter,
                 given: o.crops ? "crops" : boxes ? (boxes.byInput.get(file) ?? []) : undefined,
                 align: o.align,
+                appearance,
                 onRow: (r) => {
                   if (o.json) {
                     out((first ? "" : ",") + JSON.stringify(r));
@@ -314,6 +323,7 @@ export function predictCommand(): Command {
           }
         } finally {
           if (detector instanceof FaceDetector) detector.dispose();
+          appearance?.dispose();
         }
       }
       classifier.dispose();

@@ -1,6 +1,7 @@
 /**
  * Prediction on a video: frames decoded by ffmpeg one at a time, faces detected and aligned,
- * classified in batches across frames, tracked so a face keeps its id, and smoothed per track
+ * classified in batches across frames, tracked by position and appearance so a person keeps one
+ * id (tracker.ts; appearance.ts; shot cuts from shots.ts), and smoothed per track
  * (the paper's majority vote and an exponential moving average). Rows come out in frame order
  * through a callback; memory is bounded by the batch and the vote window, not the video length.
  */
@@ -10,6 +11,8 @@ import type { FaceClassifier } from "./classifier.js";
 import { Mp4Writer, decodedSize, probeVideo, readFrames, type VideoInfo } from "./ffmpeg.js";
 import { argmax, StreamingMajorityVote } from "./smoothing.js";
 import { FaceTracker } from "./tracker.js";
+import type { FaceAppearance } from "./appearance.js";
+import { ShotCuts } from "./shots.js";
 import { facePrediction, predictOutputs, type FacePrediction } from "./images.js";
 import type { CropWriter } from "./crops.js";
 import type { Box, BoxEntry } from "./boxes.js";
@@ -33,6 +36,11 @@ export interface VideoRow extends FacePrediction {
 
 /** Options of {@link predictVideo}. */
 export interface VideoOptions {
+  /**
+   * Face descriptors that tracks are matched by as well as by position (appearance.ts), so ids
+   * follow people; null or absent: by position alone, and a shot cut ends every track.
+   */
+  appearance?: FaceAppearance | null;
   tta?: boolean;
   /** Classify every n-th frame (default 1: all). */
   every?: number;
@@ -170,8 +178,11 @@ export async function predictVideo(
   const info = probeVideo(file);
   const dec = decodedSize(info, o.maxSide);
   const classes = classifier.classes;
-  // A face may go undetected for half a second (in video frames) before its track ends.
-  const tracker = new FaceTracker({ maxAge: Math.max(2 * every, Math.round(info.fps / 2)) });
+  // A face may go undetected for 2 s (a person passing behind another) before its track ends
+  // when tracks are also matched by appearance; by position alone, for half a second.
+  const appearance = o.appearance ?? null;
+  const tracker = new FaceTracker({ maxAge: Math.max(2 * every, Math.round(info.fps * (appearance ? 2 : 0.5))) });
+  const shots = new ShotCuts();
   const votes = new Map<number, StreamingMajorityVote<VideoRow>>();
   const ema = new Map<number, number[]>();
   const mainLabels = new FrameLabels();
@@ -315,12 +326,17 @@ export async function predictVideo(
       faces = alignLocated(frame.image, located, { size: classifier.size, channels: classifier.channels });
       given = located.map((l) => ({ align: l.align, score: l.score }));
     }
-    const ids = detected
-      ? tracker.update(
-          frame.index,
-          faces.map((f) => f.box),
-        )
-      : [];
+    // Shot cuts and descriptors only on frames with pixels and faces to track.
+    let ids: number[] = [];
+    if (detected && frame.image) {
+      const { cut } = shots.next(frame.image);
+      const descriptors = appearance !== null && o.given !== "crops" ? appearance.describe(frame.image, faces) : undefined;
+      ids = tracker.update(
+        frame.index,
+        faces.map((f) => f.box),
+        { descriptors, cut },
+      );
+    }
     for (const id of tracker.takeEnded()) {
       const v = votes.get(id);
       if (v) emit(v.flush());
