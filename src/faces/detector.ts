@@ -97,15 +97,18 @@ export interface FaceDetectorOptions {
    * {@link TILE_FRACTION}'s inverse times 256 px (640 px), BlazeFace also runs on overlapping
    * square tiles of 0.4 x the longer side, so a face's pixels are squashed 2.5x less than in the
    * whole-image pass. Tile detections that touch an inner tile edge are dropped, and the passes'
-   * detections are merged by non-maximum suppression. Measured sizes are in the README.
+   * detections are merged by non-maximum suppression. Measured in docs/prediction.md ("Small
+   * faces", `npm run bench:faces`): all faces from 24 px (1.9 % of a 1280x720 frame's longer
+   * side), against 96 px (7.5 %) for the whole-image pass alone, at 4x its detection time.
    */
   tiles?: boolean;
   /**
    * Re-detection of faces that were small in the detector's input (default true): a face whose
    * box is under {@link REFINE_BELOW} pixels of the 256-px input is detected again on a square crop
    * of 3x its side around it, where it fills about 85 px, and takes that pass's box and keypoints.
-   * BlazeFace's eye points on a face of 6 to 17 input pixels were 10 to 18 degrees off level
-   * (median over LFW faces pasted into a 1280x720 frame), enough to tilt the aligned crop.
+   * Without it, BlazeFace's eye lines on faces of 24 to 64 px in a 1280x720 frame (3 to 9 px of
+   * its input) were 12 to 30 degrees off (medians, `npm run bench:faces`), enough to tilt the
+   * aligned crop; with it, 1.6 to 2.3 degrees.
    */
   refineSmall?: boolean;
   /** FaceMesh passes with `landmarks: "mesh"` (default 1); 2 re-runs it on a crop levelled by the first pass's eyes (more precise, 14 ms more per face). */
@@ -492,7 +495,7 @@ export class FaceDetector {
   /**
    * BlazeFace on the `side x side` square of the image whose top-left corner is at `(x0, y0)`
    * (image pixels; the square may reach outside the image, where it is grey). Faces come back in
-   * image pixels, each with the square's side as `inputSide` (the detector saw it at 256 / side).
+   * image pixels, each with the region it was found in (the detector saw it at 256 / side).
    */
   private async detectRegion(image: RgbImage, x0: number, y0: number, side: number): Promise<Detection[]> {
     const square = cutSquare(image, x0, y0, side);
