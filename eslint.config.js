@@ -1,6 +1,7 @@
 // ESLint flat config: TypeScript-aware recommended rules over src, test and bench.
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import globals from "globals";
 
 export default tseslint.config(
   { ignores: ["dist/", "native/build/", "node_modules/", "runs/", "logs/", "scratch/", ".cache/"] },
@@ -11,6 +12,11 @@ export default tseslint.config(
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
     },
+  },
+  {
+    // The web app of `ferkit serve`: plain ES modules in the browser, with Observable Plot's global.
+    files: ["web/**/*.js"],
+    languageOptions: { sourceType: "module", globals: { ...globals.browser, Plot: "readonly" } },
   },
   {
     files: ["scripts/**/*.cjs"],

@@ -20,6 +20,7 @@ import type { EvalResult } from "../eval/evaluate.js";
 import * as torch from "../torch/index.js";
 import { BatchSource } from "./batches.js";
 import { Checkpointer } from "./checkpointer.js";
+import { acquireRunLock } from "./run_lock.js";
 import { ConfigError, type TrainConfig } from "./config.js";
 import { Evaluation, Selection, ThresholdUpdate } from "./evaluation.js";
 import { finishRun } from "./finish.js";
@@ -197,7 +198,15 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const log = o.log ?? (() => {});
   const config = runConfig(o);
   const out = new RunLog(path.join(o.runDir, "log.jsonl"));
-  const run = await buildRun(config, { dir: o.runDir, dataRoot: o.dataRoot, fresh: !o.resume, log, progress: o.progress !== false });
+  // A resumed run is locked before its data loads (another process may be training it).
+  let release = o.resume ? acquireRunLock(o.runDir) : null;
+  let run: Run;
+  try {
+    run = await buildRun(config, { dir: o.runDir, dataRoot: o.dataRoot, fresh: !o.resume, log, progress: o.progress !== false });
+  } catch (err) {
+    release?.();
+    throw err;
+  }
   try {
     const parts = buildParts(run, out, o);
     if (o.resume) {
@@ -208,6 +217,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       // Written only once the data loaded, so a run that could not start leaves no run folder behind.
       mkdirSync(o.runDir, { recursive: true });
       writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(run.config, null, 2) + "\n");
+      release = acquireRunLock(o.runDir);
       out.write(startEvent(run));
     }
     const completed = await stoppableLoop(run, parts, out, o.stopAfter);
@@ -223,6 +233,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     return { ...result, status: "completed", test: finishRun(run, { ...parts, out }, result.wallSeconds) };
   } finally {
     disposeRun(run);
+    release?.();
   }
 }
 
