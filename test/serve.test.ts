@@ -55,10 +55,10 @@ async function serve(o: Partial<Parameters<typeof buildServer>[0]> = {}): Promis
   return { url, app };
 }
 
-async function upload(url: string, file: string, field = "file", headers: Record<string, string> = {}): Promise<Response> {
+async function upload(url: string, file: string, field = "file", headers: Record<string, string> = {}, query = ""): Promise<Response> {
   const form = new FormData();
   form.append(field, new Blob([readFileSync(file)]), path.basename(file));
-  return fetch(`${url}/api/predict`, { method: "POST", body: form, headers });
+  return fetch(`${url}/api/predict${query}`, { method: "POST", body: form, headers });
 }
 
 /** Files left in the upload folders (each server keeps one empty folder while it runs). */
@@ -106,8 +106,23 @@ describe("ferkit serve: the API", () => {
     assert.equal(got.file, "AJ_Cook_0001.jpg");
     assert.deepEqual(got.faces, expected.faces);
 
-    const v = await upload(url, clip());
+    // A named job: its progress can be followed while the frames are processed.
+    const pending = upload(url, clip(), "file", {}, "?job=clip-1");
+    let seen = 0;
+    for (let i = 0; i < 400 && seen === 0; i++) {
+      const p = await fetch(`${url}/api/progress/clip-1`);
+      if (p.status === 200) {
+        const body = (await p.json()) as { stage: string; frame: number; frames: number };
+        if (body.stage === "processing" && body.frame > 0) seen = body.frame;
+        assert.ok(body.frames === 0 || body.frames === 24, `estimated frames ${body.frames}`);
+      }
+      if (seen === 0) await sleep(25);
+    }
+    assert.ok(seen > 0, "progress was reported while the video was processed");
+    const v = await pending;
     assert.equal(v.status, 200);
+    assert.equal(((await (await fetch(`${url}/api/progress/clip-1`)).json()) as { stage: string }).stage, "done");
+    assert.equal((await fetch(`${url}/api/progress/nope`)).status, 404);
     const video = (await v.json()) as { type: string; rows: { face: number }[]; summary: { frames: number; tracks: number } };
     assert.equal(video.type, "video");
     assert.equal(video.summary.frames, 24);

@@ -156,11 +156,23 @@ async function showVideo(file) {
   bar.max = 1;
   box.append(status, bar);
   try {
-    const result = await uploadWithProgress(file, "", (f) => {
+    const job = `video-${Math.random().toString(36).slice(2, 10)}`;
+    let uploaded = false;
+    const poll = setInterval(async () => {
+      if (!uploaded) return;
+      const p = await api(`/api/progress/${job}`).catch(() => null);
+      if (p === null || p.stage === "done") return;
+      if (p.stage === "queued") status.textContent = "waiting for the server...";
+      else if (p.frames > 0) {
+        bar.value = Math.min(1, p.frame / p.frames);
+        status.textContent = `processing frame ${p.frame} of about ${p.frames}`;
+      } else status.textContent = `processing frame ${p.frame}`;
+    }, 500);
+    const result = await uploadWithProgress(file, `?job=${job}`, (f) => {
       bar.value = f;
-      status.textContent = f < 1 ? `uploading ${pct(f)}` : "processing the frames...";
-      if (f >= 1) bar.removeAttribute("value");
-    });
+      status.textContent = `uploading ${pct(f)}`;
+      uploaded = f >= 1;
+    }).finally(() => clearInterval(poll));
     bar.remove();
     const s = result.summary;
     status.textContent = `${s.frames} frames at ${s.fps.toFixed(2)} fps, ${s.rows} face rows in ${s.tracks} track(s), ${s.seconds} s`;

@@ -8,6 +8,7 @@
  *   `ferkit predict --json` prints for it. With `?session=<id>` (a webcam's frames) each face also
  *   gets its `track` id and its averaged `probs_ema` / `label_ema`, kept between the session's frames. 400 malformed request, 413 larger than the upload
  *   limit, 415 not an image or video, 503 when the bounded work queue is full.
+ * - `GET /api/progress/:job`: where a prediction sent with `?job=<id>` stands (a video's frame).
  * - `GET /api/runs`: the run folders under the runs root with their state and key metrics.
  * - `GET /api/runs/:id`: one run's summary and its report data (404 for an unknown run).
  * - `GET /api/runs/:id/events`: server-sent events, `run` with the summary and report data on
@@ -53,6 +54,15 @@ export interface ServeOptions {
   uploadsRoot?: string;
   /** A loaded predictor (tests share one); the server then does not dispose it. */
   predictor?: Predictor;
+}
+
+/** Where a named prediction stands: waiting, running (a video's frame and estimated frame count), or done. */
+interface JobProgress {
+  stage: "queued" | "processing" | "done";
+  frame: number;
+  frames: number;
+  /** When it was received (ms since the epoch). */
+  started: number;
 }
 
 /** An error with an HTTP status, answered as JSON. */
@@ -183,6 +193,20 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     return s;
   };
 
+  // Progress of predictions the client named with ?job=<id> (a video's frames), kept 5 minutes.
+  const jobs = new Map<string, JobProgress>();
+  const trackJob = (id: unknown): JobProgress | null => {
+    if (id === undefined) return null;
+    if (typeof id !== "string" || !/^[\w-]{1,64}$/.test(id))
+      throw new HttpError(400, "malformed request: job must be 1-64 letters, digits, '-' or '_'");
+    const now = Date.now();
+    for (const [k, j] of jobs) if (now - j.started > 300_000) jobs.delete(k);
+    if (jobs.size >= 256) throw new HttpError(503, "busy: too many jobs; try again shortly");
+    const job: JobProgress = { stage: "queued", frame: 0, frames: 0, started: now };
+    jobs.set(id, job);
+    return job;
+  };
+
   app.post("/api/predict", async (req: FastifyRequest) => {
     if (queue.full)
       throw new HttpError(503, `busy: ${queue.load.running} prediction(s) running and ${queue.load.waiting} waiting; try again shortly`);
@@ -199,10 +223,16 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
       if (statSync(file).size === 0) throw new HttpError(400, "malformed request: the file is empty");
       const kind = await Predictor.kind(file);
       if (kind === "unknown") throw new HttpError(415, `${name}: not an image or video that ferkit can read`);
-      const live = liveSession((req.query as { session?: unknown }).session);
+      const query = req.query as { session?: unknown; job?: unknown };
+      const live = liveSession(query.session);
+      const job = trackJob(query.job);
       const result = await queue.run(async () => {
         try {
-          if (kind === "video") return await predictor.video(file, name);
+          if (job !== null) job.stage = "processing";
+          if (kind === "video")
+            return await predictor.video(file, name, (frame, frames) => {
+              if (job !== null) Object.assign(job, { frame, frames });
+            });
           return live === null ? await predictor.photo(file, name) : await predictor.liveFrame(file, name, live);
         } catch (err) {
           if (err instanceof VideoError) throw new HttpError(415, err.message);
@@ -214,9 +244,21 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
       if (err instanceof QueueFullError) throw new HttpError(503, `${err.message}; try again shortly`);
       throw err;
     } finally {
+      const id = (req.query as { job?: unknown }).job;
+      if (typeof id === "string" && jobs.has(id)) (jobs.get(id) as JobProgress).stage = "done";
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  app.get(
+    "/api/progress/:job",
+    { schema: { params: { type: "object", properties: { job: { type: "string", maxLength: 64 } } } } },
+    async (req) => {
+      const progress = jobs.get((req.params as { job: string }).job);
+      if (progress === undefined) throw new HttpError(404, "unknown job");
+      return progress;
+    },
+  );
 
   const runParams = {
     params: { type: "object", properties: { id: { type: "string", minLength: 1, maxLength: 200 } }, required: ["id"] },
