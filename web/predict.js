@@ -115,7 +115,7 @@ function formOf(file) {
   return form;
 }
 
-/** The CSV `ferkit predict --csv` writes for a video's rows. */
+/** The CSV `ferkit predict --csv` writes for a video's rows (its columns, in its order). */
 function videoCsv(name, rows) {
   const classes = rows.length > 0 ? Object.keys(rows[0].probs) : [];
   const head = [
@@ -131,11 +131,24 @@ function videoCsv(name, rows) {
     "score",
     "label_vote",
     "label_ema",
+    "detection_score",
     ...classes.map((c) => `p_${c}`),
   ];
   const quote = (v) => (/[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
   const lines = rows.map((r) =>
-    [name, r.frame, r.time_s, r.face, ...r.box, r.label, r.score, r.label_vote, r.label_ema, ...classes.map((c) => r.probs[c])]
+    [
+      name,
+      r.frame,
+      r.time_s,
+      r.face,
+      ...r.box,
+      r.label,
+      r.score,
+      r.label_vote,
+      r.label_ema,
+      r.detection_score ?? "",
+      ...classes.map((c) => r.probs[c]),
+    ]
       .map(quote)
       .join(","),
   );
