@@ -411,6 +411,11 @@ describe("predict on real photos with the shipped model", () => {
       editedModel("no-input.safetensors", (c) => delete c.input),
       /bad model card .*input/,
     );
+    // A huge input is refused by the schema before any forward pass could allocate it.
+    refused(
+      editedModel("huge-input.safetensors", (c) => (c.input = [1, 100000, 100000])),
+      /bad model card .*input\.1: Too big: expected number to be <=1024/,
+    );
   });
 
   test("PyTorch, TorchScript, ONNX and Keras files are named as such, with what ferkit reads", () => {

@@ -79,7 +79,8 @@ const ModelCardSchema = z.object({
     .array(z.string().min(1))
     .min(2)
     .refine((c) => new Set(c).size === c.length, "class names must be distinct"),
-  input: z.tuple([z.union([z.literal(1), z.literal(3)]), z.number().int().min(8), z.number().int().min(8)]),
+  // Sides up to 1024 px: the load checks the card with a forward pass of one such image.
+  input: z.tuple([z.union([z.literal(1), z.literal(3)]), z.number().int().min(8).max(1024), z.number().int().min(8).max(1024)]),
 });
 
 /**
