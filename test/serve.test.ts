@@ -152,8 +152,13 @@ describe("ferkit serve: the API", () => {
     assert.deepEqual(leftovers(), []);
   });
 
-  test("a truncated video gives the frames before the damage and says so", async () => {
+  test("a truncated video gives the frames before the damage and says so; an HEIC photo is 415 with the reason", async () => {
     const { url } = await serve();
+    const heic = path.join(work, "photo.heic");
+    assert.equal(spawnSync("heif-enc", ["-q", "60", "-o", heic, photo]).status, 0, "heif-enc (libheif-examples)");
+    const h = await upload(url, heic);
+    assert.equal(h.status, 415);
+    assert.match(((await h.json()) as { error: string }).error, /photo\.heic: an HEIC \(HEVC-coded HEIF\) image/);
     const cut = path.join(work, "cut.mp4");
     copyFileSync(clip(), cut);
     truncateSync(cut, Math.floor(statSync(cut).size * 0.6));

@@ -71,7 +71,7 @@ export function oneLine(message: string): string {
 }
 
 /** Why an HEIC file is refused, and what to do about it. */
-const HEIC_REFUSED =
+export const HEIC_REFUSED =
   "an HEIC (HEVC-coded HEIF) image, which the image decoder ferkit uses (sharp's libvips) cannot read (AVIF, JPEG, PNG, WebP, TIFF, GIF, BMP, PGM/PPM it can): convert it, e.g. with heif-convert from Debian's libheif-examples";
 
 /**

@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { probeImage } from "../data/image.js";
+import { HEIC_REFUSED, ImageError, probeImage } from "../data/image.js";
 import { sharedDetectorPool, FaceDetector, type Detects } from "../faces/index.js";
 import { FaceAppearance } from "../predict/appearance.js";
 import { FaceClassifier } from "../predict/classifier.js";
@@ -75,19 +75,24 @@ export class Predictor {
     return new Predictor(classifier, own ?? sharedDetectorPool(2, options), own, FaceAppearance.load());
   }
 
-  /** Whether a stored upload is an image ferkit can decode, a video ffprobe can read, or neither. */
-  static async kind(file: string): Promise<UploadKind> {
+  /**
+   * Whether a stored upload is an image ferkit can decode, a video ffprobe can read, or neither;
+   * for an image file that cannot be used (too large or small, HEIC) the decoder's reason.
+   */
+  static async kind(file: string): Promise<{ kind: UploadKind; reason?: string }> {
+    const bytes = await readFile(file);
     try {
-      await probeImage(await readFile(file), file);
-      return "image";
-    } catch {
-      // not an image: maybe a video
+      await probeImage(bytes, file);
+      return { kind: "image" };
+    } catch (err) {
+      // Images refused for their size or format say so; anything else may still be a video.
+      if (err instanceof ImageError && (err.reason !== "unreadable_image" || err.detail === HEIC_REFUSED))
+        return { kind: "unknown", reason: err.detail };
     }
     try {
-      const info = probeVideo(file);
-      return info.width > 0 ? "video" : "unknown";
+      return { kind: probeVideo(file).width > 0 ? "video" : "unknown" };
     } catch {
-      return "unknown";
+      return { kind: "unknown" };
     }
   }
 

@@ -221,8 +221,8 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
       await pipeline(part.file, createWriteStream(file, { mode: 0o600 }));
       if (part.file.truncated) throw new HttpError(413, `upload too large: at most ${maxUploadBytes} bytes`);
       if (statSync(file).size === 0) throw new HttpError(400, "malformed request: the file is empty");
-      const kind = await Predictor.kind(file);
-      if (kind === "unknown") throw new HttpError(415, `${name}: not an image or video that ferkit can read`);
+      const { kind, reason } = await Predictor.kind(file);
+      if (kind === "unknown") throw new HttpError(415, `${name}: ${reason ?? "not an image or video that ferkit can read"}`);
       const query = req.query as { session?: unknown; job?: unknown };
       const live = liveSession(query.session);
       const job = trackJob(query.job);
