@@ -10,6 +10,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseConfig, ConfigError } from "../src/train/config.js";
 import { loadCheckpoint, disposeCheckpoint } from "../src/train/checkpoint.js";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
+import { acquireRunLock, readRunLock } from "../src/train/run_lock.js";
+import { hostname } from "node:os";
 
 const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
 const work = mkdtempSync(path.join(tmpdir(), "ferkit-train-"));
@@ -67,6 +69,26 @@ describe("config validation", () => {
     const p = cli("train", "--preset", "nope");
     assert.equal(p.status, 2);
     assert.match(p.stderr, /unknown preset 'nope' \(allowed: .*smoke/);
+  });
+});
+
+describe("the run lock (train.pid)", () => {
+  test("a live process's lock refuses a second trainer; a dead process's lock is taken over; release removes it", () => {
+    const dir = mkdtempSync(path.join(work, "lock-"));
+    const lockFile = path.join(dir, "train.pid");
+    // Another live process (the test runner's parent) holds it.
+    writeFileSync(lockFile, JSON.stringify({ pid: process.ppid, host: hostname(), started: "2026-01-01T00:00:00Z" }));
+    assert.throws(
+      () => acquireRunLock(dir),
+      (e: unknown) => e instanceof ConfigError && /being trained by process \d+/.test(e.message),
+    );
+    // A process that has exited.
+    const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+    writeFileSync(lockFile, JSON.stringify({ pid: Number(dead.stdout), host: hostname(), started: "2026-01-01T00:00:00Z" }));
+    const release = acquireRunLock(dir);
+    assert.equal(readRunLock(dir)?.pid, process.pid);
+    release();
+    assert.ok(!existsSync(lockFile));
   });
 });
 
