@@ -7,7 +7,7 @@
   "targets": [
     {
       "target_name": "ferkit_torch",
-      "sources": ["src/addon.cc", "src/common.cc", "src/tensor.cc", "src/ops.cc", "src/optim.cc"],
+      "sources": ["src/addon.cc", "src/common.cc", "src/tensor.cc", "src/ops.cc", "src/optim.cc", "src/dist.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<(torch_include)",

@@ -29,7 +29,8 @@ else
 fi
 # OpenBLAS instead of the reference BLAS that libblas3 provides: about 1.5x faster training.
 # ffmpeg (with ffprobe): `ferkit predict` decodes and writes videos through it.
-apt_install make g++ python3 libopenblas0-pthread ffmpeg
+# libgloo-dev: the headers of Gloo, the collectives library of libtorch's c10d (native/src/dist.cc).
+apt_install make g++ python3 libopenblas0-pthread ffmpeg libgloo-dev
 
 # The tests also open reports in a real browser (Debian's Chromium, driven by playwright-core),
 # write PyTorch/TorchScript/ONNX files to check they are refused (python3-torch), and a real

@@ -34,7 +34,7 @@ void TuneMalloc() {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static bool tuned = (TuneMalloc(), true);  // once per process (workers load the addon too)
   (void)tuned;
-  for (const auto& table : {TensorOps(), MathOps(), NNOps(), OptimOps(), RuntimeOps()}) Register(env, exports, table);
+  for (const auto& table : {TensorOps(), MathOps(), NNOps(), OptimOps(), RuntimeOps(), DistOps()}) Register(env, exports, table);
   return exports;
 }
 

@@ -106,5 +106,6 @@ std::vector<OpDef> MathOps();
 std::vector<OpDef> NNOps();
 std::vector<OpDef> OptimOps();
 std::vector<OpDef> RuntimeOps();
+std::vector<OpDef> DistOps();
 
 }  // namespace ferkit

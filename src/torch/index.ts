@@ -13,3 +13,4 @@ export { gradcheck, type GradcheckOptions } from "./gradcheck.js";
 export * as F from "./functional.js";
 export * as nn from "./nn/index.js";
 export * as optim from "./optim/index.js";
+export * as distributed from "./distributed.js";

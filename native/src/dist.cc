@@ -1,0 +1,128 @@
+// Data-parallel collectives on PyTorch's c10d, as libtorch ships it: a TCPStore rendezvous and a
+// ProcessGroupGloo, one per process (the default group of torch.distributed). Collectives block
+// until done; a peer that dies or a collective that outlasts the group's timeout throws, and
+// Guarded turns that into a JavaScript exception naming the operation.
+// Debian builds libtorch with Gloo; its headers (libgloo-dev) declare the Gloo process group
+// only under this flag.
+#define USE_C10D_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace ferkit {
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  int rank = 0;
+  int size = 1;
+  std::chrono::milliseconds timeout{0};
+};
+
+std::unique_ptr<Group> g_group;
+
+Group& Current(const char* op) {
+  TORCH_CHECK(g_group != nullptr, op, ": no process group (call distInit first)");
+  return *g_group;
+}
+
+// Waits for a collective; a timeout or a failed peer comes back as a c10::Error.
+void Wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const char* op) {
+  try {
+    work->wait(g.timeout);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, op, " failed on rank ", g.rank, " of ", g.size, ": ", e.what());
+  }
+}
+
+c10d::ReduceOp ParseReduce(const std::string& name) {
+  if (name == "sum") return c10d::ReduceOp::SUM;
+  if (name == "max") return c10d::ReduceOp::MAX;
+  if (name == "min") return c10d::ReduceOp::MIN;
+  if (name == "product") return c10d::ReduceOp::PRODUCT;
+  TORCH_CHECK(false, "unknown reduce op '", name, "' (sum, max, min, product; average is sum / world size)");
+}
+
+// distInit(masterAddr, masterPort, rank, worldSize, timeoutMs): joins the group; rank 0 hosts the
+// store. Returns nothing; throws when the rendezvous times out.
+void Init(Args& a) {
+  TORCH_CHECK(g_group == nullptr, "distInit: this process already joined a process group (distDestroy first)");
+  const std::string addr = a.Str(0);
+  const int64_t port = a.I(1), rank = a.I(2), size = a.I(3);
+  const auto timeout = std::chrono::milliseconds(a.I(4));
+  TORCH_CHECK(port > 0 && port < 65536, "distInit: port must be in 1..65535, got ", port);
+  TORCH_CHECK(size >= 1 && rank >= 0 && rank < size, "distInit: rank ", rank, " is not in 0..", size - 1);
+  c10d::TCPStoreOptions opts;
+  opts.port = static_cast<uint16_t>(port);
+  opts.isServer = rank == 0;
+  opts.numWorkers = static_cast<size_t>(size);
+  opts.waitWorkers = true;
+  opts.timeout = timeout;
+  auto group = std::make_unique<Group>();
+  group->store = c10::make_intrusive<c10d::TCPStore>(addr, opts);
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
+  options->threads = 2;
+  group->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, static_cast<int>(rank), static_cast<int>(size), options);
+  group->rank = static_cast<int>(rank);
+  group->size = static_cast<int>(size);
+  group->timeout = timeout;
+  g_group = std::move(group);
+}
+
+}  // namespace
+
+std::vector<OpDef> DistOps() {
+  return {
+      Void("distInit", Init),
+      Void("distDestroy", [](Args&) { g_group.reset(); }),
+      Op("distRank", [](Args&) { return static_cast<double>(g_group ? g_group->rank : -1); }),
+      Op("distWorldSize", [](Args&) { return static_cast<double>(g_group ? g_group->size : 0); }),
+      // distAllReduce(tensor, op): in place, on contiguous CPU tensors.
+      Void("distAllReduce",
+           [](Args& a) {
+             Group& g = Current("allReduce");
+             std::vector<at::Tensor> ts{a.T(0)};
+             TORCH_CHECK(ts[0].is_contiguous(), "allReduce: the tensor must be contiguous");
+             c10d::AllreduceOptions opts;
+             opts.reduceOp = ParseReduce(a.Str(1));
+             Wait(g.pg->allreduce(ts, opts), g, "allReduce");
+           }),
+      // distBroadcast(tensor, root): in place.
+      Void("distBroadcast",
+           [](Args& a) {
+             Group& g = Current("broadcast");
+             std::vector<at::Tensor> ts{a.T(0)};
+             TORCH_CHECK(ts[0].is_contiguous(), "broadcast: the tensor must be contiguous");
+             c10d::BroadcastOptions opts;
+             opts.rootRank = a.I(1);
+             TORCH_CHECK(opts.rootRank >= 0 && opts.rootRank < g.size, "broadcast: root ", opts.rootRank, " is not a rank");
+             Wait(g.pg->broadcast(ts, opts), g, "broadcast");
+           }),
+      // distAllGather(tensor): every rank's tensor, stacked along a new first dimension.
+      Op("distAllGather",
+         [](Args& a) {
+           Group& g = Current("allGather");
+           std::vector<at::Tensor> input{a.T(0).contiguous()};
+           std::vector<std::vector<at::Tensor>> output(1);
+           for (int r = 0; r < g.size; r++) output[0].push_back(at::empty_like(input[0]));
+           Wait(g.pg->allgather(output, input), g, "allGather");
+           return at::stack(output[0]);
+         }),
+      Void("distBarrier",
+           [](Args&) {
+             Group& g = Current("barrier");
+             Wait(g.pg->barrier(), g, "barrier");
+           }),
+  };
+}
+
+}  // namespace ferkit
