@@ -17,6 +17,7 @@ import { predictCommand } from "./predict.js";
 import { exportCommand } from "./export.js";
 import { modelsCommand } from "./models.js";
 import { serveCommand } from "./serve.js";
+import { experimentCommand } from "./experiment.js";
 import { ReportError } from "../report/run_data.js";
 import { ConfigError } from "../train/config.js";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
@@ -128,6 +129,7 @@ program.addCommand(predictCommand());
 program.addCommand(exportCommand());
 program.addCommand(modelsCommand());
 program.addCommand(serveCommand());
+program.addCommand(experimentCommand());
 
 // commander's own errors (unknown option, bad value) are user mistakes: exit code 2.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];

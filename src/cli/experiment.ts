@@ -1,0 +1,30 @@
+/** `ferkit experiment <grid.json>`: runs a grid of trainings (rows x seeds) and tabulates them. */
+import { mkdirSync } from "node:fs";
+import { Command } from "commander";
+
+/** The `experiment` command. */
+export function experimentCommand(): Command {
+  return new Command("experiment")
+    .description(
+      "train every cell of a grid (rows x seeds) one after the other, resuming what was interrupted, then write results.csv and results.md",
+    )
+    .argument("<grid>", "a grid file (JSON: name, seeds, reference, rows of a preset or config with --set overrides)")
+    .option("--results-only", "only tabulate the cells that are done; train nothing", false)
+    .action(async (file: string, o: { resultsOnly: boolean }) => {
+      const { readGrid, runGrid, cells } = await import("../experiment/grid.js");
+      const { gridResults, writeResults } = await import("../experiment/results.js");
+      const grid = readGrid(file);
+      cells(grid); // the row order is checked before anything runs
+      mkdirSync(grid.outDir, { recursive: true });
+      if (!o.resultsOnly)
+        try {
+          await runGrid(grid);
+        } catch (err) {
+          // The finished cells' results are still written; the exit code says the grid is not complete.
+          console.error(`ferkit: ${(err as Error).message}`);
+          process.exitCode = 2;
+        }
+      const { csv, md } = writeResults(grid, gridResults(grid));
+      console.log(`results: ${csv}\n         ${md}`);
+    });
+}

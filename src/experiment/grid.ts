@@ -1,0 +1,147 @@
+/**
+ * An experiment grid: rows (a preset or config file with field overrides) times seeds, each cell
+ * trained into its own run folder by `ferkit train`, one after the other. A grid that was stopped
+ * continues where it stopped: finished cells are kept, an interrupted cell is resumed from its
+ * last checkpoint, the rest start.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { ConfigError } from "../train/config.js";
+import { PACKAGE_ROOT } from "../torch/native.js";
+
+const ROW_ID = /^[\w.-]{1,80}$/;
+
+const RowSchema = z
+  .object({
+    /** Names the row in the results and its run folders (`<id>-s<seed>`). */
+    id: z.string().regex(ROW_ID, "letters, digits, '.', '_', '-' (at most 80)"),
+    /** A preset from configs/, or... */
+    preset: z.string().optional(),
+    /** ...a config file (relative to the grid file). */
+    config: z.string().optional(),
+    /**
+     * Config fields to override (`ferkit train --set`), by dotted path. String values may use
+     * `{seed}` and `{out}` (the grid's output folder), e.g. `"model.init": "{out}/supervised-s{seed}"`.
+     */
+    set: z.record(z.string(), z.unknown()).default({}),
+    /** Rows this row's runs start from (their cells of the same seed run first). */
+    after: z.array(z.string()).default([]),
+  })
+  .strict()
+  .refine((r) => (r.preset === undefined) !== (r.config === undefined), "give exactly one of preset and config");
+
+const GridSchema = z
+  .object({
+    name: z.string().regex(ROW_ID),
+    /** What the table says the grid measures. */
+    description: z.string().default(""),
+    seeds: z.array(z.number().int().nonnegative()).min(1),
+    /** The row every other row is compared with, seed by seed. */
+    reference: z.string().optional(),
+    /** Run folders go to `<out>/<row>-s<seed>` (default `runs/experiments/<name>`, relative to the working folder). */
+    out: z.string().optional(),
+    rows: z.array(RowSchema).min(1),
+  })
+  .strict()
+  .superRefine((g, ctx) => {
+    const ids = g.rows.map((r) => r.id);
+    if (new Set(ids).size !== ids.length) ctx.addIssue({ code: "custom", path: ["rows"], message: "row ids must be distinct" });
+    if (g.reference !== undefined && !ids.includes(g.reference))
+      ctx.addIssue({ code: "custom", path: ["reference"], message: `'${g.reference}' is not a row (rows: ${ids.join(", ")})` });
+    for (const r of g.rows)
+      for (const a of r.after)
+        if (!ids.includes(a) || a === r.id)
+          ctx.addIssue({ code: "custom", path: ["rows", r.id, "after"], message: `'${a}' is not another row` });
+  });
+
+/** A validated grid file. */
+export type Grid = z.infer<typeof GridSchema> & { file: string; outDir: string };
+/** One row of a grid. */
+export type GridRow = Grid["rows"][number];
+
+/** One training of the grid: a row at a seed. */
+export interface Cell {
+  row: GridRow;
+  seed: number;
+  /** Its run folder. */
+  dir: string;
+}
+
+/**
+ * Reads and checks a grid file.
+ * @throws ConfigError naming the file and each bad field
+ */
+export function readGrid(file: string): Grid {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`cannot read grid ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const r = GridSchema.safeParse(raw);
+  if (!r.success)
+    throw new ConfigError(
+      `${file}: invalid grid: ${r.error.issues.map((i) => `${i.path.join(".") || "(grid)"}: ${i.message}`).join("; ")}`,
+    );
+  const outDir = r.data.out ?? path.join("runs", "experiments", r.data.name);
+  return { ...r.data, file, outDir };
+}
+
+/** The grid's cells in the order they run: seed by seed, each row after the rows it starts from. */
+export function cells(grid: Grid): Cell[] {
+  const order: GridRow[] = [];
+  const visit = (row: GridRow, trail: string[]): void => {
+    if (order.includes(row)) return;
+    if (trail.includes(row.id))
+      throw new ConfigError(`${grid.file}: rows start from each other in a cycle: ${[...trail, row.id].join(" -> ")}`);
+    for (const a of row.after) visit(grid.rows.find((r) => r.id === a) as GridRow, [...trail, row.id]);
+    order.push(row);
+  };
+  for (const r of grid.rows) visit(r, []);
+  return grid.seeds.flatMap((seed) => order.map((row) => ({ row, seed, dir: path.join(grid.outDir, `${row.id}-s${seed}`) })));
+}
+
+/** A cell's state from its run folder. */
+export function cellState(cell: Cell): "done" | "interrupted" | "new" {
+  if (existsSync(path.join(cell.dir, "metrics.json"))) return "done";
+  return existsSync(path.join(cell.dir, "config.json")) ? "interrupted" : "new";
+}
+
+/** The `ferkit train` arguments of a cell (a new one, or its resume). */
+export function trainArgs(grid: Grid, cell: Cell): string[] {
+  if (cellState(cell) === "interrupted") return ["train", "--resume", cell.dir, "--no-progress"];
+  const fill = (v: unknown): unknown =>
+    typeof v === "string" ? v.replaceAll("{seed}", String(cell.seed)).replaceAll("{out}", grid.outDir) : v;
+  const source =
+    cell.row.preset !== undefined
+      ? ["--preset", cell.row.preset]
+      : ["--config", path.resolve(path.dirname(grid.file), cell.row.config as string)];
+  const sets = Object.entries(cell.row.set).flatMap(([k, v]) => ["--set", `${k}=${JSON.stringify(fill(v))}`]);
+  return ["train", ...source, "--seed", String(cell.seed), ...sets, "--out", cell.dir, "--no-progress"];
+}
+
+/**
+ * Trains the cells that are not done, one after the other, each in its own `ferkit train`
+ * process (its output goes to the terminal).
+ * @param log one line per cell as it starts
+ * @throws Error when a cell's training fails (exit code not 0); the cells before it stay done
+ */
+export async function runGrid(grid: Grid, log: (line: string) => void = console.error): Promise<void> {
+  const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
+  const all = cells(grid);
+  for (const [i, cell] of all.entries()) {
+    const state = cellState(cell);
+    if (state === "done") {
+      log(`[${i + 1}/${all.length}] ${cell.row.id} seed ${cell.seed}: done (${cell.dir})`);
+      continue;
+    }
+    log(`[${i + 1}/${all.length}] ${cell.row.id} seed ${cell.seed}: ${state === "interrupted" ? "resuming" : "training"} into ${cell.dir}`);
+    const child = spawn(process.execPath, [bin, ...trainArgs(grid, cell)], { stdio: ["ignore", "inherit", "inherit"] });
+    // Ctrl-C reaches the child too (same process group): it checkpoints, and the grid stops.
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (c, signal) => resolve(c ?? (signal ? 128 : null))));
+    if (code !== 0)
+      throw new Error(`${cell.row.id} seed ${cell.seed}: ferkit train exited with ${code} (${cell.dir}); run the grid again to resume`);
+  }
+}

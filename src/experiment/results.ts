@@ -1,0 +1,209 @@
+/**
+ * The results of an experiment grid: per row, the mean and standard deviation over its seeds of
+ * the test accuracy and macro-F1, each class's F1, the paired difference against the reference
+ * row (seed by seed), steps and wall time, and from the logs the last epoch's mask rate, accepted
+ * pseudo-label accuracy and per-class thresholds. Written as results.csv and results.md.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { stringify } from "csv-stringify/sync";
+import { readRun } from "../report/run_data.js";
+import { cells, cellState, type Grid } from "./grid.js";
+
+/** One row of the results (metrics in [0, 1]; null where no seed has it). */
+export interface RowResult {
+  row: string;
+  seeds: number[];
+  accuracy: Stat;
+  macro_f1: Stat;
+  /** Row minus reference, over the seeds both have (null for the reference itself or without one). */
+  d_accuracy: Stat | null;
+  d_macro_f1: Stat | null;
+  /** The paired macro-F1 difference is above zero by more than two of its standard deviations. */
+  beats_reference: boolean | null;
+  per_class_f1: Record<string, number>;
+  steps: number | null;
+  wall_s: number | null;
+  mask_rate: number | null;
+  pseudo_accuracy: number | null;
+  tau: Record<string, number> | null;
+}
+
+/** Mean and sample standard deviation (n - 1; 0 for one value) of n values. */
+export interface Stat {
+  mean: number;
+  sd: number;
+  n: number;
+}
+
+/** Mean and sample standard deviation; null for no value. */
+export function stat(values: readonly number[]): Stat | null {
+  const n = values.length;
+  if (n === 0) return null;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, sd, n };
+}
+
+interface CellMetrics {
+  seed: number;
+  accuracy: number;
+  macro_f1: number;
+  f1: Record<string, number>;
+  steps: number;
+  wall_s: number;
+  mask_rate: number | null;
+  pseudo_accuracy: number | null;
+  tau: Record<string, number> | null;
+}
+
+function readCell(dir: string, seed: number): CellMetrics | null {
+  const file = path.join(dir, "metrics.json");
+  if (!existsSync(file)) return null;
+  const m = JSON.parse(readFileSync(file, "utf8")) as {
+    test: { accuracy: number; macro_f1: number; per_class: Record<string, { f1: number }> } | null;
+    steps: number;
+    wall_time_s: number;
+  };
+  if (m.test === null) return null;
+  const run = readRun(dir);
+  const lastPseudo = run.pseudo.at(-1);
+  const lastTau = run.thresholds.at(-1);
+  return {
+    seed,
+    accuracy: m.test.accuracy,
+    macro_f1: m.test.macro_f1,
+    f1: Object.fromEntries(Object.entries(m.test.per_class).map(([c, v]) => [c, v.f1])),
+    steps: m.steps,
+    wall_s: m.wall_time_s,
+    mask_rate: lastPseudo?.mask_rate ?? null,
+    pseudo_accuracy: lastPseudo?.accuracy ?? null,
+    tau: lastTau ? Object.fromEntries(lastTau.tau.map((t, c) => [run.classes[c] ?? String(c), t])) : null,
+  };
+}
+
+const meanOf = (xs: (number | null)[]): number | null => {
+  const v = xs.filter((x): x is number => x !== null);
+  return v.length === 0 ? null : v.reduce((a, b) => a + b, 0) / v.length;
+};
+
+/** The results of every row of a grid, from the cells that are done. */
+export function gridResults(grid: Grid): RowResult[] {
+  const byRow = new Map<string, CellMetrics[]>();
+  for (const cell of cells(grid)) {
+    const m = cellState(cell) === "done" ? readCell(cell.dir, cell.seed) : null;
+    if (m !== null) byRow.set(cell.row.id, [...(byRow.get(cell.row.id) ?? []), m]);
+  }
+  const ref = grid.reference === undefined ? [] : (byRow.get(grid.reference) ?? []);
+  return grid.rows.map((r) => {
+    const ms = byRow.get(r.id) ?? [];
+    const paired = (key: "accuracy" | "macro_f1") =>
+      r.id === grid.reference || grid.reference === undefined
+        ? null
+        : stat(ms.flatMap((m) => ref.filter((x) => x.seed === m.seed).map((x) => m[key] - x[key])));
+    const d_macro_f1 = paired("macro_f1");
+    const classes = ms.length > 0 ? Object.keys(ms[0].f1) : [];
+    const taus = ms.map((m) => m.tau).filter((t): t is Record<string, number> => t !== null);
+    return {
+      row: r.id,
+      seeds: ms.map((m) => m.seed),
+      accuracy: stat(ms.map((m) => m.accuracy)) ?? { mean: NaN, sd: NaN, n: 0 },
+      macro_f1: stat(ms.map((m) => m.macro_f1)) ?? { mean: NaN, sd: NaN, n: 0 },
+      d_accuracy: paired("accuracy"),
+      d_macro_f1,
+      beats_reference: d_macro_f1 === null || d_macro_f1.n < 2 ? null : d_macro_f1.mean > 2 * d_macro_f1.sd,
+      per_class_f1: Object.fromEntries(classes.map((c) => [c, meanOf(ms.map((m) => m.f1[c])) as number])),
+      steps: meanOf(ms.map((m) => m.steps)),
+      wall_s: meanOf(ms.map((m) => m.wall_s)),
+      mask_rate: meanOf(ms.map((m) => m.mask_rate)),
+      pseudo_accuracy: meanOf(ms.map((m) => m.pseudo_accuracy)),
+      tau: taus.length === 0 ? null : Object.fromEntries(Object.keys(taus[0]).map((c) => [c, meanOf(taus.map((t) => t[c])) as number])),
+    };
+  });
+}
+
+const pc = (x: number | null | undefined, digits = 2): string =>
+  x === null || x === undefined || Number.isNaN(x) ? "" : (100 * x).toFixed(digits);
+const pm = (s: Stat | null): string => (s === null || s.n === 0 ? "-" : `${pc(s.mean)} ± ${pc(s.sd)}`);
+
+/**
+ * Writes `results.csv` and `results.md` into the grid's output folder.
+ * @returns the two files' paths
+ */
+export function writeResults(grid: Grid, results: RowResult[]): { csv: string; md: string } {
+  const classes = [...new Set(results.flatMap((r) => Object.keys(r.per_class_f1)))];
+  const header = [
+    "row",
+    "seeds",
+    "accuracy_mean",
+    "accuracy_sd",
+    "macro_f1_mean",
+    "macro_f1_sd",
+    "d_accuracy_mean",
+    "d_accuracy_sd",
+    "d_macro_f1_mean",
+    "d_macro_f1_sd",
+    "beats_reference_by_2sd",
+    "steps",
+    "wall_s_mean",
+    "mask_rate",
+    "pseudo_accuracy",
+    ...classes.map((c) => `f1_${c}`),
+    ...classes.map((c) => `tau_${c}`),
+  ];
+  const rows = results.map((r) => [
+    r.row,
+    r.seeds.join(" "),
+    r.accuracy.mean,
+    r.accuracy.sd,
+    r.macro_f1.mean,
+    r.macro_f1.sd,
+    r.d_accuracy?.mean ?? "",
+    r.d_accuracy?.sd ?? "",
+    r.d_macro_f1?.mean ?? "",
+    r.d_macro_f1?.sd ?? "",
+    r.beats_reference ?? "",
+    r.steps ?? "",
+    r.wall_s ?? "",
+    r.mask_rate ?? "",
+    r.pseudo_accuracy ?? "",
+    ...classes.map((c) => r.per_class_f1[c] ?? ""),
+    ...classes.map((c) => r.tau?.[c] ?? ""),
+  ]);
+  const csv = path.join(grid.outDir, "results.csv");
+  writeFileSync(csv, stringify([header, ...rows.map((row) => row.map((v) => (typeof v === "number" && Number.isNaN(v) ? "" : v)))]));
+  const ref = grid.reference;
+  const lines = [
+    `# ${grid.name}`,
+    "",
+    ...(grid.description ? [grid.description, ""] : []),
+    `Test metrics in %, mean ± standard deviation over seeds; Δ is each row minus \`${ref ?? "-"}\` on the same seed (mean ± sd of the paired differences); "> 2 sd" when the macro-F1 difference is above zero by more than two of its standard deviations. Grid: \`${grid.file}\`.`,
+    "",
+    `| row | seeds | accuracy | macro-F1 | Δ accuracy | Δ macro-F1 | > 2 sd | steps | wall time (min) | mask rate | pseudo-label accuracy |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+    ...results.map(
+      (r) =>
+        `| ${r.row} | ${r.seeds.join(", ") || "-"} | ${pm(r.accuracy)} | ${pm(r.macro_f1)} | ${pm(r.d_accuracy)} | ${pm(r.d_macro_f1)} | ${r.beats_reference === null ? "" : r.beats_reference ? "yes" : "no"} | ${r.steps ?? "-"} | ${r.wall_s === null ? "-" : (r.wall_s / 60).toFixed(1)} | ${pc(r.mask_rate, 1)} | ${pc(r.pseudo_accuracy, 1)} |`,
+    ),
+    "",
+    "Per-class F1 (%, mean over seeds):",
+    "",
+    `| row | ${classes.join(" | ")} |`,
+    `|---|${classes.map(() => "---").join("|")}|`,
+    ...results.map((r) => `| ${r.row} | ${classes.map((c) => pc(r.per_class_f1[c], 1)).join(" | ")} |`),
+  ];
+  if (results.some((r) => r.tau !== null))
+    lines.push(
+      "",
+      "Thresholds tau after the last epoch (mean over seeds):",
+      "",
+      `| row | ${classes.join(" | ")} |`,
+      `|---|${classes.map(() => "---").join("|")}|`,
+      ...results
+        .filter((r) => r.tau !== null)
+        .map((r) => `| ${r.row} | ${classes.map((c) => (r.tau?.[c] ?? NaN).toFixed(3)).join(" | ")} |`),
+    );
+  const md = path.join(grid.outDir, "results.md");
+  writeFileSync(md, lines.join("\n") + "\n");
+  return { csv, md };
+}

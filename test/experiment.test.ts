@@ -1,0 +1,108 @@
+// `ferkit experiment` on tiny real trainings: a 2-row x 2-seed grid, its results against the
+// run folders' own metrics (means, sample standard deviations, paired differences), a grid
+// killed mid-cell that continues where it stopped, and a bad grid named by field.
+import { test, describe, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parse } from "csv-parse/sync";
+import { PACKAGE_ROOT } from "../src/torch/native.js";
+
+const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
+const work = mkdtempSync(path.join(tmpdir(), "ferkit-experiment-"));
+after(() => rmSync(work, { recursive: true, force: true }));
+const cli = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8" });
+
+const tiny = path.join(work, "tiny.json");
+writeFileSync(
+  tiny,
+  JSON.stringify({
+    name: "tiny",
+    data: { limits: { train: 600, val: 200, test: 200 } },
+    optimizer: { name: "adam", lr: 0.001, weightDecay: 0 },
+    schedule: { name: "cosine", warmupSteps: 5 },
+    train: { steps: 30, batchSize: 16, epochSteps: 10, emaDecay: 0.9, logEvery: 5 },
+  }),
+);
+
+function grid(name: string, seeds: number[]): string {
+  const file = path.join(work, `${name}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      name,
+      seeds,
+      reference: "base",
+      out: path.join(work, name),
+      rows: [
+        { id: "base", config: "tiny.json" },
+        { id: "faster", config: "tiny.json", set: { "optimizer.lr": 0.003 } },
+      ],
+    }),
+  );
+  return file;
+}
+
+const metrics = (dir: string) =>
+  JSON.parse(readFileSync(path.join(dir, "metrics.json"), "utf8")) as { test: { accuracy: number; macro_f1: number }; steps: number };
+
+describe("ferkit experiment", () => {
+  test("rows x seeds: each cell its run folder; results are the seeds' mean, sd and paired difference", () => {
+    const r = cli("experiment", grid("g", [0, 1]));
+    assert.equal(r.status, 0, r.stderr);
+    const out = path.join(work, "g");
+    for (const cell of ["base-s0", "base-s1", "faster-s0", "faster-s1"]) assert.ok(existsSync(path.join(out, cell, "metrics.json")), cell);
+    assert.equal((JSON.parse(readFileSync(path.join(out, "faster-s1", "config.json"), "utf8")) as { seed: number }).seed, 1);
+    const rows = parse(readFileSync(path.join(out, "results.csv"), "utf8"), { columns: true }) as Record<string, string>[];
+    assert.deepEqual(
+      rows.map((x) => x.row),
+      ["base", "faster"],
+    );
+    const f1 = (cell: string) => metrics(path.join(out, cell)).test.macro_f1;
+    const [b0, b1, f0, fa1] = [f1("base-s0"), f1("base-s1"), f1("faster-s0"), f1("faster-s1")];
+    const close = (a: string, b: number) => assert.ok(Math.abs(Number(a) - b) < 1e-9, `${a} vs ${b}`);
+    close(rows[0].macro_f1_mean, (b0 + b1) / 2);
+    close(rows[0].macro_f1_sd, Math.abs(b0 - b1) / Math.SQRT2);
+    const [d0, d1] = [f0 - b0, fa1 - b1];
+    close(rows[1].d_macro_f1_mean, (d0 + d1) / 2);
+    close(rows[1].d_macro_f1_sd, Math.abs(d0 - d1) / Math.SQRT2);
+    assert.equal(rows[0].d_macro_f1_mean, "", "the reference has no difference with itself");
+    assert.equal(rows[1].seeds, "0 1");
+    assert.equal(rows[1].steps, "30");
+    const md = readFileSync(path.join(out, "results.md"), "utf8");
+    assert.match(md, /\| faster \| 0, 1 \| \d+\.\d\d ± \d+\.\d\d \|/);
+  });
+
+  test("a grid killed in the middle of a cell continues where it stopped", async () => {
+    const file = grid("k", [0, 1]);
+    const out = path.join(work, "k");
+    const child = spawn(process.execPath, [bin, "experiment", file], { stdio: "ignore", detached: true });
+    // Kill the grid and its training while the third cell (base, seed 1) has a checkpoint.
+    const third = path.join(out, "base-s1", "checkpoints", "last.safetensors");
+    for (let i = 0; i < 1200 && !existsSync(third); i++) await sleep(100);
+    assert.ok(existsSync(third), "the third cell started");
+    process.kill(-(child.pid as number), "SIGKILL");
+    await new Promise((resolve) => child.once("exit", resolve));
+    assert.ok(!existsSync(path.join(out, "base-s1", "metrics.json")), "killed before the cell finished");
+    const firstDone = statSync(path.join(out, "base-s0", "metrics.json")).mtimeMs;
+    const r = cli("experiment", file);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /base seed 0: done/);
+    assert.match(r.stderr, /base seed 1: resuming/);
+    assert.equal(statSync(path.join(out, "base-s0", "metrics.json")).mtimeMs, firstDone, "finished cells are not trained again");
+    // The resumed cell ends as an uninterrupted one does (exact resume).
+    assert.deepEqual(metrics(path.join(out, "base-s1")).test, metrics(path.join(work, "g", "base-s1")).test);
+  });
+
+  test("a bad grid is refused naming the field", () => {
+    const bad = path.join(work, "bad.json");
+    writeFileSync(bad, JSON.stringify({ name: "bad", seeds: [0], reference: "nope", rows: [{ id: "a", preset: "smoke", after: ["a"] }] }));
+    const r = cli("experiment", bad);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /reference: 'nope' is not a row/);
+    assert.match(r.stderr, /after: 'a' is not another row/);
+  });
+});
