@@ -10,23 +10,14 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parse } from "csv-parse/sync";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
+import { writeTinyConfig } from "./helpers.js";
 
 const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
 const work = mkdtempSync(path.join(tmpdir(), "ferkit-experiment-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 const cli = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8" });
 
-const tiny = path.join(work, "tiny.json");
-writeFileSync(
-  tiny,
-  JSON.stringify({
-    name: "tiny",
-    data: { limits: { train: 600, val: 200, test: 200 } },
-    optimizer: { name: "adam", lr: 0.001, weightDecay: 0 },
-    schedule: { name: "cosine", warmupSteps: 5 },
-    train: { steps: 30, batchSize: 16, epochSteps: 10, emaDecay: 0.9, logEvery: 5 },
-  }),
-);
+writeTinyConfig(path.join(work, "tiny.json"));
 
 function grid(name: string, seeds: number[]): string {
   const file = path.join(work, `${name}.json`);

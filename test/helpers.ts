@@ -3,6 +3,7 @@
  * messages, and small input generators for gradient checks.
  */
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
 import { beforeEach } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -110,3 +111,23 @@ export function logSoftmaxRow(xs: readonly number[]): number[] {
 
 /** Runs `fn` and returns its result, disposing every tensor it created. */
 export const scoped = torch.tidy;
+
+/**
+ * Writes a training config that runs in seconds on real FER2013 images (600 / 200 / 200 of the
+ * Training / PublicTest / PrivateTest splits, Adam at 1e-3, cosine with 5 warm-up steps, 30 steps of
+ * 16, an epoch every 10); `train` overrides fields of its `train` section.
+ * @returns `file`
+ */
+export function writeTinyConfig(file: string, train: Record<string, unknown> = {}): string {
+  writeFileSync(
+    file,
+    JSON.stringify({
+      name: "tiny",
+      data: { limits: { train: 600, val: 200, test: 200 } },
+      optimizer: { name: "adam", lr: 0.001, weightDecay: 0 },
+      schedule: { name: "cosine", warmupSteps: 5 },
+      train: { steps: 30, batchSize: 16, epochSteps: 10, emaDecay: 0.9, logEvery: 5, ...train },
+    }),
+  );
+  return file;
+}

@@ -22,6 +22,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
+import { writeTinyConfig } from "./helpers.js";
 import { defaultDataRoot } from "../src/paths.js";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
 import { Predictor } from "../src/serve/predictor.js";
@@ -248,16 +249,7 @@ describe("ferkit serve: the API", () => {
 
   test("a training that is running: state 'running', live events with new steps, then 'finished'", { timeout: 300_000 }, async () => {
     const { url } = await serve();
-    const cfg = path.join(work, "tiny.json");
-    writeFileSync(
-      cfg,
-      JSON.stringify({
-        name: "tiny",
-        data: { limits: { train: 600, val: 200, test: 200 } },
-        optimizer: { name: "adam", lr: 0.001, weightDecay: 0 },
-        train: { steps: 60, batchSize: 16, epochSteps: 10, emaDecay: 0.9, logEvery: 5 },
-      }),
-    );
+    const cfg = writeTinyConfig(path.join(work, "tiny.json"), { steps: 60 });
     const child = spawn(process.execPath, [bin, "train", "--config", cfg, "--out", path.join(runsRoot, "live"), "--no-progress"], {
       stdio: "ignore",
     });

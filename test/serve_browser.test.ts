@@ -6,11 +6,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import type { FastifyInstance } from "fastify";
+import { writeTinyConfig } from "./helpers.js";
 import { defaultDataRoot } from "../src/paths.js";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
 import { buildServer } from "../src/serve/server.js";
@@ -130,16 +131,7 @@ describe("ferkit serve in a browser", () => {
   });
 
   test("the page of a training that is still running updates without a reload", { timeout: 300_000 }, async () => {
-    const cfg = path.join(work, "smoke.json");
-    writeFileSync(
-      cfg,
-      JSON.stringify({
-        name: "smoke",
-        data: { limits: { train: 600, val: 200, test: 200 } },
-        optimizer: { name: "adam", lr: 0.001, weightDecay: 0 },
-        train: { steps: 80, batchSize: 16, epochSteps: 20, emaDecay: 0.9, logEvery: 5 },
-      }),
-    );
+    const cfg = writeTinyConfig(path.join(work, "smoke.json"), { steps: 80, epochSteps: 20 });
     const child = spawn(process.execPath, [bin, "train", "--config", cfg, "--out", path.join(runsRoot, "smoke"), "--no-progress"], {
       stdio: "ignore",
     });
