@@ -11,6 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parse } from "csv-parse/sync";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
 import { writeTinyConfig } from "./helpers.js";
+import { lockAlive, readRunLock } from "../src/train/run_lock.js";
 
 const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
 const work = mkdtempSync(path.join(tmpdir(), "ferkit-experiment-"));
@@ -77,6 +78,9 @@ describe("ferkit experiment", () => {
     assert.ok(existsSync(third), "the third cell started");
     process.kill(-(child.pid as number), "SIGKILL");
     await new Promise((resolve) => child.once("exit", resolve));
+    // The killed training may take a moment to be gone (its lock then counts as stale).
+    const lock = readRunLock(path.join(out, "base-s1"));
+    for (let i = 0; i < 100 && lock !== null && lockAlive(lock); i++) await sleep(50);
     assert.ok(!existsSync(path.join(out, "base-s1", "metrics.json")), "killed before the cell finished");
     const firstDone = statSync(path.join(out, "base-s0", "metrics.json")).mtimeMs;
     const r = cli("experiment", file);

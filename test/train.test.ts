@@ -73,7 +73,7 @@ describe("config validation", () => {
 });
 
 describe("the run lock (train.pid)", () => {
-  test("a live process's lock refuses a second trainer; a dead process's lock is taken over; release removes it", () => {
+  test("a live process's lock refuses a second trainer; a dead or zombie process's lock is taken over; release removes it", async () => {
     const dir = mkdtempSync(path.join(work, "lock-"));
     const lockFile = path.join(dir, "train.pid");
     // Another live process (the test runner's parent) holds it.
@@ -85,9 +85,26 @@ describe("the run lock (train.pid)", () => {
     // A process that has exited.
     const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
     writeFileSync(lockFile, JSON.stringify({ pid: Number(dead.stdout), host: hostname(), started: "2026-01-01T00:00:00Z" }));
-    const release = acquireRunLock(dir);
+    let release = acquireRunLock(dir);
     assert.equal(readRunLock(dir)?.pid, process.pid);
     release();
+    // A killed process its parent has not reaped yet (a zombie) is gone too.
+    // (A parent that forks a child which exits, and sleeps without waiting for it.)
+    const parent = spawn(
+      "python3",
+      ["-c", "import os, time\npid = os.fork()\nif pid == 0: os._exit(0)\nprint(pid, flush=True)\ntime.sleep(10)"],
+      {
+        stdio: ["ignore", "pipe", "ignore"],
+      },
+    );
+    const zombiePid = Number(await new Promise<string>((resolve) => parent.stdout.once("data", (d) => resolve(String(d)))));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    writeFileSync(lockFile, JSON.stringify({ pid: zombiePid, host: hostname(), started: "2026-01-01T00:00:00Z" }));
+    assert.match(readFileSync(`/proc/${zombiePid}/stat`, "utf8"), /\) Z /, "the child is a zombie");
+    release = acquireRunLock(dir);
+    assert.equal(readRunLock(dir)?.pid, process.pid);
+    release();
+    parent.kill();
     assert.ok(!existsSync(lockFile));
   });
 });

@@ -30,16 +30,23 @@ export function readRunLock(dir: string): RunLock | null {
 }
 
 /**
- * Whether a lock's process is alive: checked with signal 0 on this host; a lock from another host
- * is taken as alive (it cannot be checked from here).
+ * Whether a lock's process is alive: checked with signal 0 on this host, a zombie (killed, not yet
+ * reaped by its parent) counting as gone; a lock from another host is taken as alive (it cannot be
+ * checked from here).
  */
 export function lockAlive(lock: RunLock): boolean {
   if (lock.host !== hostname()) return true;
   try {
     process.kill(lock.pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; Z and X are dead processes.
+    const stat = readFileSync(`/proc/${lock.pid}/stat`, "utf8");
+    return !/^\S+ \(.*\) [ZX]/s.test(stat);
+  } catch {
+    return true; // no /proc: signal 0 is all there is
   }
 }
 
