@@ -3,6 +3,7 @@
  * messages, and small input generators for gradient checks.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { beforeEach } from "node:test";
 import { setFlagsFromString } from "node:v8";
@@ -129,5 +130,21 @@ export function writeTinyConfig(file: string, train: Record<string, unknown> = {
       train: { steps: 30, batchSize: 16, epochSteps: 10, emaDecay: 0.9, logEvery: 5, ...train },
     }),
   );
+  return file;
+}
+
+/**
+ * A clip of one photo held still, made by ffmpeg: `seconds` at `fps`, through the `-vf` filter
+ * when given; H.264 in yuv420p, or raw YUV when `file` ends in `.y4m` (Chromium's fake camera).
+ * @returns `file`
+ */
+export function stillClip(photo: string, file: string, seconds: number, fps: number, filter?: string): string {
+  const ff = spawnSync("ffmpeg", [
+    ...["-v", "error", "-y", "-loop", "1", "-i", photo, "-t", String(seconds), "-r", String(fps)],
+    ...(filter === undefined ? [] : ["-vf", filter]),
+    ...(file.endsWith(".y4m") ? [] : ["-c:v", "libx264"]),
+    ...["-pix_fmt", "yuv420p", file],
+  ]);
+  assert.equal(ff.status, 0, String(ff.stderr));
   return file;
 }

@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
-import { writeTinyConfig } from "./helpers.js";
+import { stillClip, writeTinyConfig } from "./helpers.js";
 import { defaultDataRoot } from "../src/paths.js";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
 import { Predictor } from "../src/serve/predictor.js";
@@ -68,29 +68,7 @@ function leftovers(): string[] {
 }
 
 /** A 2-second clip at 12 fps of one LFW photo. */
-function clip(): string {
-  const file = path.join(work, "clip.mp4");
-  const ff = spawnSync("ffmpeg", [
-    "-v",
-    "error",
-    "-y",
-    "-loop",
-    "1",
-    "-i",
-    photo,
-    "-t",
-    "2",
-    "-r",
-    "12",
-    "-c:v",
-    "libx264",
-    "-pix_fmt",
-    "yuv420p",
-    file,
-  ]);
-  assert.equal(ff.status, 0, String(ff.stderr));
-  return file;
-}
+const clip = (): string => stillClip(photo, path.join(work, "clip.mp4"), 2, 12);
 
 describe("ferkit serve: the API", () => {
   test("health; a photo gives what `ferkit predict --json` prints; a video gives its rows and summary", async () => {

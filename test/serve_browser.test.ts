@@ -5,13 +5,13 @@
 // error of the page.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import type { FastifyInstance } from "fastify";
-import { writeTinyConfig } from "./helpers.js";
+import { stillClip, writeTinyConfig } from "./helpers.js";
 import { defaultDataRoot } from "../src/paths.js";
 import { PACKAGE_ROOT } from "../src/torch/native.js";
 import { buildServer } from "../src/serve/server.js";
@@ -34,25 +34,7 @@ const camera = path.join(work, "camera.y4m");
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run 'bash scripts/setup.sh --test' (installs Debian's chromium)`);
-  const ff = spawnSync("ffmpeg", [
-    "-v",
-    "error",
-    "-y",
-    "-loop",
-    "1",
-    "-i",
-    photo,
-    "-t",
-    "2",
-    "-r",
-    "10",
-    "-vf",
-    "scale=480:480,pad=640:480:80:0",
-    "-pix_fmt",
-    "yuv420p",
-    camera,
-  ]);
-  assert.equal(ff.status, 0, String(ff.stderr));
+  stillClip(photo, camera, 2, 10, "scale=480:480,pad=640:480:80:0");
   app = await buildServer({ runsDir: runsRoot, pollMs: 100 });
   url = await app.listen({ host: "127.0.0.1", port: 0 });
   browser = await chromium.launch({

@@ -38,13 +38,17 @@ export function majorityVote(labels: readonly number[], size: number, stride: nu
 export function emaProbs(probs: readonly (readonly number[])[], alpha: number): number[][] {
   if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`emaProbs: alpha must be in (0, 1], got ${alpha}`);
   const out: number[][] = [];
-  let s: number[] | null = null;
-  for (const p of probs) {
-    const prev: number[] | null = s;
-    s = prev === null ? [...p] : p.map((v, c) => alpha * v + (1 - alpha) * prev[c]);
-    out.push(s);
-  }
+  let s: number[] | undefined;
+  for (const p of probs) out.push((s = emaStep(s, p, alpha)));
   return out;
+}
+
+/**
+ * One step of the moving average: `alpha * probs + (1 - alpha) * previous`, or a copy of `probs`
+ * when there is no previous average (a track's first frame).
+ */
+export function emaStep(previous: readonly number[] | undefined, probs: readonly number[], alpha: number): number[] {
+  return previous === undefined ? [...probs] : probs.map((v, c) => alpha * v + (1 - alpha) * previous[c]);
 }
 
 /** Index of the largest value (the first one on ties). */

@@ -9,7 +9,7 @@ import { alignFaces, type AlignedFace, type DetectedFace, type Detects } from ".
 import { annotateFrame } from "./annotate.js";
 import type { FaceClassifier } from "./classifier.js";
 import { Mp4Writer, decodedSize, probeVideo, readFrames, type VideoInfo } from "./ffmpeg.js";
-import { argmax, StreamingMajorityVote } from "./smoothing.js";
+import { argmax, emaStep, StreamingMajorityVote } from "./smoothing.js";
 import { FaceTracker } from "./tracker.js";
 import type { FaceAppearance } from "./appearance.js";
 import { ShotCuts } from "./shots.js";
@@ -257,7 +257,7 @@ export async function predictVideo(
         const row = Array.from(probs.subarray(C * k, C * ++k));
         const id = f.ids[j];
         const prev = ema.get(id);
-        const s = prev === undefined ? row : row.map((v, c) => emaAlpha * v + (1 - emaAlpha) * prev[c]);
+        const s = emaStep(prev, row, emaAlpha);
         ema.set(id, s);
         const label = argmax(row);
         // In the video's pixels (frames may have been scaled for decoding).

@@ -145,6 +145,8 @@ export interface RunData {
   nUnlabeled: number | null;
   /** Log lines that were not log events (a line cut by a kill, say); skipped. */
   skippedLines: number;
+  /** The name of the log's last event (`end`, `interrupted`, `nonfinite_loss`, `step`, ...). */
+  lastEvent: string;
 }
 
 const isNumber = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
@@ -171,6 +173,7 @@ export function readRun(dir: string): RunData {
   let ended: RunMetrics | null = null;
   let skippedLines = 0;
   let events = 0;
+  let lastEvent = "";
 
   for (const line of readFileSync(logFile, "utf8").split("\n")) {
     if (line.trim() === "") continue;
@@ -183,6 +186,7 @@ export function readRun(dir: string): RunData {
       continue;
     }
     events++;
+    lastEvent = e.event;
     switch (e.event) {
       case "start":
         config = typeof e.config === "object" && e.config !== null ? (e.config as Record<string, unknown>) : null;
@@ -261,6 +265,7 @@ export function readRun(dir: string): RunData {
     nLabeled: metrics?.n_labeled ?? (isNumber(started.n_train) ? started.n_train : null),
     nUnlabeled: metrics?.n_unlabeled ?? (isNumber(started.n_unlabeled) ? started.n_unlabeled : null),
     skippedLines,
+    lastEvent,
   };
 }
 

@@ -11,7 +11,7 @@ import { FaceAppearance } from "../predict/appearance.js";
 import { FaceClassifier } from "../predict/classifier.js";
 import { probeVideo, VideoError } from "../predict/ffmpeg.js";
 import { predictImages, PREDICT_LANDMARKS, type FacePrediction, type ImagePrediction } from "../predict/images.js";
-import { argmax } from "../predict/smoothing.js";
+import { argmax, emaStep } from "../predict/smoothing.js";
 import { ShotCuts } from "../predict/shots.js";
 import { FaceTracker } from "../predict/tracker.js";
 import { decodeImage } from "../faces/index.js";
@@ -48,7 +48,6 @@ export class LiveSession {
   readonly shots = new ShotCuts();
   readonly ema = new Map<number, number[]>();
   frame = 0;
-  lastUsed = Date.now();
 }
 
 /** An uploaded file's kind, from its bytes (not its name). */
@@ -113,7 +112,6 @@ export class Predictor {
    */
   async liveFrame(file: string, name: string, session: LiveSession): Promise<ImagePrediction & { faces: LiveFace[] }> {
     const r = await this.photo(file, name);
-    session.lastUsed = Date.now();
     if (r.faces.length === 0 || r.width === undefined) return { ...r, faces: [] };
     const image = await decodeImage(file, { minSide: 1 });
     const k = image.width / r.width;
@@ -136,7 +134,7 @@ export class Predictor {
       faces: r.faces.map((f, i) => {
         const probs = classes.map((c) => f.probs[c]);
         const prev = session.ema.get(ids[i]);
-        const avg = prev === undefined ? probs : probs.map((p, c) => EMA_ALPHA * p + (1 - EMA_ALPHA) * prev[c]);
+        const avg = emaStep(prev, probs, EMA_ALPHA);
         session.ema.set(ids[i], avg);
         return {
           ...f,

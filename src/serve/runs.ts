@@ -3,7 +3,7 @@
  * metrics, and resolved from a run id only inside that root (no `..`, no absolute path, no
  * symbolic link that leads out).
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import { readRun, type RunData } from "../report/run_data.js";
 import { lockAlive, readRunLock } from "../train/run_lock.js";
@@ -47,7 +47,7 @@ export function runDir(root: string, id: string): string | null {
   try {
     const realRoot = realpathSync(root);
     const real = realpathSync(dir);
-    if (path.dirname(real) !== realRoot && !real.startsWith(realRoot + path.sep)) return null;
+    if (!real.startsWith(realRoot + path.sep)) return null;
     const log = path.join(real, "log.jsonl");
     if (!statSync(real).isDirectory() || !existsSync(log) || lstatSync(log).isSymbolicLink()) return null;
     return real;
@@ -56,27 +56,12 @@ export function runDir(root: string, id: string): string | null {
   }
 }
 
-/** The last event name in a run's log (its state when no process holds the run). */
-function lastEvent(dir: string): string | null {
-  const lines = readFileSync(path.join(dir, "log.jsonl"), "utf8").trimEnd().split("\n");
-  for (let i = lines.length - 1; i >= 0; i--) {
-    try {
-      const e = JSON.parse(lines[i]) as { event?: unknown };
-      if (typeof e.event === "string") return e.event;
-    } catch {
-      // a line cut by a kill
-    }
-  }
-  return null;
-}
-
 /** A run's state from its metrics, its lock (`train.pid`) and its last log event. */
 export function runState(dir: string, data: RunData): RunState {
   if (data.metrics !== null) return "finished";
   const lock = readRunLock(dir);
   if (lock !== null && lockAlive(lock)) return "running";
-  const last = lastEvent(dir);
-  return last !== null && FAILED_EVENTS.has(last) ? "failed" : "interrupted";
+  return FAILED_EVENTS.has(data.lastEvent) ? "failed" : "interrupted";
 }
 
 /** The summary of one run folder. */

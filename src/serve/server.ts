@@ -31,6 +31,7 @@ import fastifyStatic from "@fastify/static";
 import { readRun } from "../report/run_data.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { VideoError } from "../predict/ffmpeg.js";
+import { HttpError, NamedEntries } from "./http.js";
 import { LiveSession, Predictor } from "./predictor.js";
 import { QueueFullError, WorkQueue } from "./queue.js";
 import { listRuns, runDir, summarizeRun } from "./runs.js";
@@ -61,18 +62,6 @@ interface JobProgress {
   stage: "queued" | "processing" | "done";
   frame: number;
   frames: number;
-  /** When it was received (ms since the epoch). */
-  started: number;
-}
-
-/** An error with an HTTP status, answered as JSON. */
-export class HttpError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 const WEB_DIR = path.join(PACKAGE_ROOT, "web");
@@ -177,41 +166,16 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     max_upload_bytes: maxUploadBytes,
   }));
 
-  // Webcam streams: tracks kept per session id, dropped after 2 minutes without a frame.
-  const sessions = new Map<string, LiveSession>();
-  const liveSession = (id: unknown): LiveSession | null => {
-    if (id === undefined) return null;
-    if (typeof id !== "string" || !/^[\w-]{1,64}$/.test(id))
-      throw new HttpError(400, "malformed request: session must be 1-64 letters, digits, '-' or '_'");
-    const now = Date.now();
-    for (const [k, s] of sessions) if (now - s.lastUsed > 120_000) sessions.delete(k);
-    let s = sessions.get(id);
-    if (s === undefined) {
-      if (sessions.size >= 32) throw new HttpError(503, "busy: too many webcam sessions; try again shortly");
-      sessions.set(id, (s = new LiveSession()));
-    }
-    return s;
-  };
-
-  // Progress of predictions the client named with ?job=<id> (a video's frames), kept 5 minutes.
-  const jobs = new Map<string, JobProgress>();
-  const trackJob = (id: unknown): JobProgress | null => {
-    if (id === undefined) return null;
-    if (typeof id !== "string" || !/^[\w-]{1,64}$/.test(id))
-      throw new HttpError(400, "malformed request: job must be 1-64 letters, digits, '-' or '_'");
-    const now = Date.now();
-    for (const [k, j] of jobs) if (now - j.started > 300_000) jobs.delete(k);
-    if (jobs.size >= 256) throw new HttpError(503, "busy: too many jobs; try again shortly");
-    const job: JobProgress = { stage: "queued", frame: 0, frames: 0, started: now };
-    jobs.set(id, job);
-    return job;
-  };
+  // Webcam streams' tracks, dropped after 2 minutes without a frame; video progress, 5 minutes.
+  const sessions = new NamedEntries<LiveSession>("session", 120_000, 32);
+  const jobs = new NamedEntries<JobProgress>("job", 300_000, 256);
 
   app.post("/api/predict", async (req: FastifyRequest) => {
     if (queue.full)
       throw new HttpError(503, `busy: ${queue.load.running} prediction(s) running and ${queue.load.waiting} waiting; try again shortly`);
     if (!req.isMultipart())
       throw new HttpError(400, "malformed request: send multipart/form-data with the photo or video in the field 'file'");
+    let job: JobProgress | null = null;
     const dir = await mkdtemp(path.join(uploads, "u-"));
     try {
       const part = await req.file();
@@ -224,8 +188,8 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
       const { kind, reason } = await Predictor.kind(file);
       if (kind === "unknown") throw new HttpError(415, `${name}: ${reason ?? "not an image or video that ferkit can read"}`);
       const query = req.query as { session?: unknown; job?: unknown };
-      const live = liveSession(query.session);
-      const job = trackJob(query.job);
+      const live = sessions.take(query.session, () => new LiveSession());
+      job = jobs.take(query.job, (): JobProgress => ({ stage: "queued", frame: 0, frames: 0 }), true);
       const result = await queue.run(async () => {
         try {
           if (job !== null) job.stage = "processing";
@@ -244,8 +208,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
       if (err instanceof QueueFullError) throw new HttpError(503, `${err.message}; try again shortly`);
       throw err;
     } finally {
-      const id = (req.query as { job?: unknown }).job;
-      if (typeof id === "string" && jobs.has(id)) (jobs.get(id) as JobProgress).stage = "done";
+      if (job !== null) job.stage = "done";
       await rm(dir, { recursive: true, force: true });
     }
   });
