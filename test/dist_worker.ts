@@ -14,12 +14,14 @@ const d = torch.distributed;
 const started = performance.now();
 const report = (o: Record<string, unknown>) => console.log(JSON.stringify({ rank, ms: Math.round(performance.now() - started), ...o }));
 try {
-  d.initProcessGroup({
+  const timeoutMs = Number.isFinite(timeout) ? timeout : 10_000;
+  await d.initProcessGroup({
     masterAddr: "127.0.0.1",
     masterPort: port,
     rank,
     worldSize: world,
-    timeoutMs: Number.isFinite(timeout) ? timeout : 10_000,
+    timeoutMs,
+    rendezvousTimeoutMs: timeoutMs,
   });
   if (mode === "die" && rank === world - 1) process.exit(3); // a peer that dies before the first collective
   const x = torch.fromArray(

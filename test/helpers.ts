@@ -3,13 +3,16 @@
  * messages, and small input generators for gradient checks.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
 import { beforeEach } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import * as torch from "../src/torch/index.js";
 import type { Tensor } from "../src/torch/index.js";
+import { PACKAGE_ROOT } from "../src/torch/native.js";
 
 /** Keeps every test file on a small, fixed thread pool (the CI machine has 2 cores). */
 torch.setNumThreads(1);
@@ -147,4 +150,54 @@ export function stillClip(photo: string, file: string, seconds: number, fps: num
   ]);
   assert.equal(ff.status, 0, String(ff.stderr));
   return file;
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** What a finished command left: its exit code (or the signal that ended it), output and duration. */
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Wall time, in milliseconds. */
+  ms: number;
+}
+
+/**
+ * Starts `ferkit <args>` (the built CLI) without waiting; `done` resolves when it exits.
+ * @param o.env variables added to this process's environment
+ * @param o.wrap a command line to run it under (e.g. `ip netns exec <ns>`)
+ */
+export function startCli(
+  args: readonly string[],
+  o: { env?: Record<string, string>; wrap?: string[] } = {},
+): { child: ChildProcess; done: Promise<CliRun> } {
+  const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
+  const started = performance.now();
+  const [cmd, ...pre] = [...(o.wrap ?? []), process.execPath, bin, ...args];
+  const child = spawn(cmd, pre, { env: { ...process.env, ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d) => (stdout += d));
+  child.stderr?.on("data", (d) => (stderr += d));
+  const done = new Promise<CliRun>((resolve) =>
+    child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - started })),
+  );
+  return { child, done };
+}
+
+/** Runs `ferkit <args>` to its end (see {@link startCli}). */
+export function runCli(args: readonly string[], o: { env?: Record<string, string>; wrap?: string[] } = {}): Promise<CliRun> {
+  return startCli(args, o).done;
 }

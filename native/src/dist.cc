@@ -34,7 +34,7 @@ Group& Current(const char* op) {
   return *g_group;
 }
 
-// Waits for a collective; a timeout or a failed peer comes back as a c10::Error.
+// Waits for a collective (each is given the group's timeout, not the rendezvous one); a timeout or a failed peer comes back as a c10::Error.
 void Wait(const c10::intrusive_ptr<c10d::Work>& work, const Group& g, const char* op) {
   try {
     work->wait(g.timeout);
@@ -51,13 +51,16 @@ c10d::ReduceOp ParseReduce(const std::string& name) {
   TORCH_CHECK(false, "unknown reduce op '", name, "' (sum, max, min, product; average is sum / world size)");
 }
 
-// distInit(masterAddr, masterPort, rank, worldSize, timeoutMs): joins the group; rank 0 hosts the
-// store. Returns nothing; throws when the rendezvous times out.
+// distInit(masterAddr, masterPort, rank, worldSize, timeoutMs, localAddr, rendezvousTimeoutMs):
+// joins the group; rank 0 hosts the store. Gloo's connections bind to localAddr, this machine's
+// address on the network that reaches the master. Throws when the rendezvous times out.
 void Init(Args& a) {
   TORCH_CHECK(g_group == nullptr, "distInit: this process already joined a process group (distDestroy first)");
   const std::string addr = a.Str(0);
   const int64_t port = a.I(1), rank = a.I(2), size = a.I(3);
   const auto timeout = std::chrono::milliseconds(a.I(4));
+  const std::string local = a.Str(5);
+  const auto rendezvous = std::chrono::milliseconds(a.I(6));
   TORCH_CHECK(port > 0 && port < 65536, "distInit: port must be in 1..65535, got ", port);
   TORCH_CHECK(size >= 1 && rank >= 0 && rank < size, "distInit: rank ", rank, " is not in 0..", size - 1);
   c10d::TCPStoreOptions opts;
@@ -65,13 +68,16 @@ void Init(Args& a) {
   opts.isServer = rank == 0;
   opts.numWorkers = static_cast<size_t>(size);
   opts.waitWorkers = true;
-  opts.timeout = timeout;
+  opts.timeout = rendezvous;
   auto group = std::make_unique<Group>();
   group->store = c10::make_intrusive<c10d::TCPStore>(addr, opts);
-  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-  options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
+  // Gloo's own connections are made during construction, under the rendezvous timeout.
+  group->store->setTimeout(rendezvous);
+  auto options = c10d::ProcessGroupGloo::Options::create(rendezvous);
+  options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(local));
   options->threads = 2;
   group->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, static_cast<int>(rank), static_cast<int>(size), options);
+  group->store->setTimeout(timeout);
   group->rank = static_cast<int>(rank);
   group->size = static_cast<int>(size);
   group->timeout = timeout;
@@ -94,6 +100,7 @@ std::vector<OpDef> DistOps() {
              TORCH_CHECK(ts[0].is_contiguous(), "allReduce: the tensor must be contiguous");
              c10d::AllreduceOptions opts;
              opts.reduceOp = ParseReduce(a.Str(1));
+             opts.timeout = g.timeout;
              Wait(g.pg->allreduce(ts, opts), g, "allReduce");
            }),
       // distBroadcast(tensor, root): in place.
@@ -104,6 +111,7 @@ std::vector<OpDef> DistOps() {
              TORCH_CHECK(ts[0].is_contiguous(), "broadcast: the tensor must be contiguous");
              c10d::BroadcastOptions opts;
              opts.rootRank = a.I(1);
+             opts.timeout = g.timeout;
              TORCH_CHECK(opts.rootRank >= 0 && opts.rootRank < g.size, "broadcast: root ", opts.rootRank, " is not a rank");
              Wait(g.pg->broadcast(ts, opts), g, "broadcast");
            }),
@@ -114,13 +122,17 @@ std::vector<OpDef> DistOps() {
            std::vector<at::Tensor> input{a.T(0).contiguous()};
            std::vector<std::vector<at::Tensor>> output(1);
            for (int r = 0; r < g.size; r++) output[0].push_back(at::empty_like(input[0]));
-           Wait(g.pg->allgather(output, input), g, "allGather");
+           c10d::AllgatherOptions opts;
+           opts.timeout = g.timeout;
+           Wait(g.pg->allgather(output, input, opts), g, "allGather");
            return at::stack(output[0]);
          }),
       Void("distBarrier",
            [](Args&) {
              Group& g = Current("barrier");
-             Wait(g.pg->barrier(), g, "barrier");
+             c10d::BarrierOptions opts;
+             opts.timeout = g.timeout;
+             Wait(g.pg->barrier(opts), g, "barrier");
            }),
   };
 }

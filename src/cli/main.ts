@@ -143,7 +143,9 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 
 program.parseAsync().catch((err: unknown) => {
   const userMistake = err instanceof DataError || err instanceof ConfigError || err instanceof RangeError || err instanceof ReportError;
-  console.error(`ferkit: ${err instanceof Error ? err.message : String(err)}`);
+  // A worker of a data-parallel run says which rank it is (every rank writes to the same terminal).
+  const rank = process.env.RANK !== undefined && process.env.WORLD_SIZE !== undefined ? ` [rank ${process.env.RANK}]` : "";
+  console.error(`ferkit${rank}: ${err instanceof Error ? err.message : String(err)}`);
   if (!userMistake && process.env.FERKIT_DEBUG && err instanceof Error) console.error(err.stack);
   process.exitCode = userMistake ? 2 : 1;
 });

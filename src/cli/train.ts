@@ -10,7 +10,9 @@ import { defaultDataRoot, defaultRunsDir } from "../paths.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { PRECISIONS, resolvePrecision, type Precision } from "../torch/autocast.js";
 import { ALGORITHMS, ConfigError, PRESETS_DIR, parseConfig, setField } from "../train/config.js";
+import type { DataParallel } from "../train/data_parallel.js";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
+import { addLaunchOptions, joinFromEnv, launchWorkers, type LaunchFlags } from "./launch.js";
 
 function presets(): string[] {
   return existsSync(PRESETS_DIR)
@@ -28,7 +30,7 @@ function readJson(file: string, what: string): Record<string, unknown> {
   }
 }
 
-interface TrainFlags {
+interface TrainFlags extends LaunchFlags {
   preset?: string;
   config?: string;
   resume?: string;
@@ -48,8 +50,8 @@ interface TrainFlags {
 
 /** The `train` command. */
 export function trainCommand(): Command {
-  return new Command("train")
-    .description("train a model from a config file or a preset; resume an interrupted run")
+  const command = new Command("train")
+    .description("train a model from a config file or a preset; resume an interrupted run; data-parallel over processes and machines")
     .addOption(new Option("--preset <name>", `a preset from configs/ (${presets().join(", ")})`).conflicts("config"))
     .option("--config <file>", "a JSON config file")
     .option("--resume <run>", "continue the run in this folder from its last checkpoint")
@@ -81,77 +83,89 @@ export function trainCommand(): Command {
       [],
     )
     .option("--no-progress", "plain log lines instead of a progress bar")
-    .option("--no-report", "do not write <run>/report.html when the run ends")
-    .action(async (o: TrainFlags) => {
-      const { train } = await import("../train/trainer.js");
-      const log = (line: string): void => console.error(line);
-      let result;
-      if (o.resume !== undefined) {
-        if (
-          o.preset ||
-          o.config ||
-          o.steps ||
-          o.seed !== undefined ||
-          o.lr ||
-          o.batchSize ||
-          o.algorithm ||
-          o.precision ||
-          o.set.length > 0
-        ) {
-          throw new ConfigError("--resume continues a run with its own config; it takes no config, preset or override");
-        }
-        result = await train({ runDir: o.resume, resume: true, dataRoot: o.data, log, progress: o.progress });
-      } else {
-        if (o.preset === undefined && o.config === undefined)
-          throw new ConfigError(`give --preset <name> (${presets().join(", ")}) or --config <file>`);
-        const raw =
-          o.preset !== undefined
-            ? existsSync(path.join(PRESETS_DIR, `${o.preset}.json`))
-              ? readJson(path.join(PRESETS_DIR, `${o.preset}.json`), "preset")
-              : (() => {
-                  throw new ConfigError(`unknown preset '${o.preset}' (allowed: ${presets().join(", ")})`);
-                })()
-            : readJson(o.config as string, "config");
-        const overrides: [string, unknown][] = [
-          ["train.steps", o.steps],
-          ["seed", o.seed],
-          ["optimizer.lr", o.lr],
-          ["train.batchSize", o.batchSize],
-          ["threads", o.threads],
-          ["train.precision", o.precision],
-          ["eval.precision", o.precision],
-        ];
-        // Another algorithm replaces the whole section: its constants differ from the preset's.
-        const current = (raw.algorithm as { name?: unknown } | undefined)?.name ?? "supervised";
-        if (o.algorithm !== undefined && o.algorithm !== current) raw.algorithm = { name: o.algorithm };
-        for (const [k, v] of overrides) if (v !== undefined) setField(raw, k, JSON.stringify(v));
-        for (const kv of o.set) {
-          const eq = kv.indexOf("=");
-          if (eq <= 0) throw new ConfigError(`--set expects key=value, got '${kv}'`);
-          setField(raw, kv.slice(0, eq), kv.slice(eq + 1));
-        }
-        const config = parseConfig(raw, o.preset ?? o.config);
-        const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
-        const runDir = o.out ?? path.join(defaultRunsDir(), `${config.name}-${stamp}`);
-        log(`run folder: ${runDir}`);
-        result = await train({ config, runDir, dataRoot: o.data, log, progress: o.progress });
-      }
-      if (result.status === "interrupted") {
-        process.exitCode = 130;
-        return;
-      }
-      if (result.test !== null) {
-        const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
-        console.log(
-          `${result.testSplit}: accuracy ${pct(result.test.accuracy)}, macro-F1 ${pct(result.test.macroF1)} (n=${result.test.n}); best step ${result.best?.step}`,
-        );
-      }
-      console.log(`${result.step} steps, ${result.wallSeconds.toFixed(0)} s (${result.precision}); run folder ${result.runDir}`);
-      if (o.report) {
-        const { writeReport } = await import("../report/index.js");
-        console.log(`report: ${writeReport([result.runDir]).file}`);
-      }
-    });
+    .option("--no-report", "do not write <run>/report.html when the run ends");
+  return addLaunchOptions(command).action(async (o: TrainFlags) => {
+    if (o.nprocPerNode !== undefined) {
+      process.exitCode = await launchWorkers(o);
+      return;
+    }
+    const { train } = await import("../train/trainer.js");
+    const { world, threads } = await joinFromEnv(o);
+    try {
+      await trainAction(o, train, world, threads);
+    } finally {
+      if (world.distributed) (await import("../torch/index.js")).distributed.destroyProcessGroup();
+    }
+  });
+}
+
+async function trainAction(
+  o: TrainFlags,
+  train: typeof import("../train/trainer.js").train,
+  world: DataParallel,
+  threads: number | undefined,
+): Promise<void> {
+  const log = (line: string): void => {
+    if (world.isMain) console.error(line);
+  };
+  const dist = { world, threads };
+  let result;
+  if (o.resume !== undefined) {
+    if (o.preset || o.config || o.steps || o.seed !== undefined || o.lr || o.batchSize || o.algorithm || o.precision || o.set.length > 0) {
+      throw new ConfigError("--resume continues a run with its own config; it takes no config, preset or override");
+    }
+    result = await train({ runDir: o.resume, resume: true, dataRoot: o.data, log, progress: o.progress, ...dist });
+  } else {
+    if (o.preset === undefined && o.config === undefined)
+      throw new ConfigError(`give --preset <name> (${presets().join(", ")}) or --config <file>`);
+    const raw =
+      o.preset !== undefined
+        ? existsSync(path.join(PRESETS_DIR, `${o.preset}.json`))
+          ? readJson(path.join(PRESETS_DIR, `${o.preset}.json`), "preset")
+          : (() => {
+              throw new ConfigError(`unknown preset '${o.preset}' (allowed: ${presets().join(", ")})`);
+            })()
+        : readJson(o.config as string, "config");
+    const overrides: [string, unknown][] = [
+      ["train.steps", o.steps],
+      ["seed", o.seed],
+      ["optimizer.lr", o.lr],
+      ["train.batchSize", o.batchSize],
+      ["threads", o.threads],
+      ["train.precision", o.precision],
+      ["eval.precision", o.precision],
+    ];
+    // Another algorithm replaces the whole section: its constants differ from the preset's.
+    const current = (raw.algorithm as { name?: unknown } | undefined)?.name ?? "supervised";
+    if (o.algorithm !== undefined && o.algorithm !== current) raw.algorithm = { name: o.algorithm };
+    for (const [k, v] of overrides) if (v !== undefined) setField(raw, k, JSON.stringify(v));
+    for (const kv of o.set) {
+      const eq = kv.indexOf("=");
+      if (eq <= 0) throw new ConfigError(`--set expects key=value, got '${kv}'`);
+      setField(raw, kv.slice(0, eq), kv.slice(eq + 1));
+    }
+    const config = parseConfig(raw, o.preset ?? o.config);
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+    const runDir = o.out ?? path.join(defaultRunsDir(), `${config.name}-${stamp}`);
+    log(`run folder: ${runDir}`);
+    result = await train({ config, runDir, dataRoot: o.data, log, progress: o.progress, ...dist });
+  }
+  if (!world.isMain) return; // rank 0 prints the results and writes the report
+  if (result.status === "interrupted") {
+    process.exitCode = 130;
+    return;
+  }
+  if (result.test !== null) {
+    const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+    console.log(
+      `${result.testSplit}: accuracy ${pct(result.test.accuracy)}, macro-F1 ${pct(result.test.macroF1)} (n=${result.test.n}); best step ${result.best?.step}`,
+    );
+  }
+  console.log(`${result.step} steps, ${result.wallSeconds.toFixed(0)} s (${result.precision}); run folder ${result.runDir}`);
+  if (o.report) {
+    const { writeReport } = await import("../report/index.js");
+    console.log(`report: ${writeReport([result.runDir]).file}`);
+  }
 }
 
 interface EvalFlags {

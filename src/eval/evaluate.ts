@@ -108,7 +108,16 @@ export function evaluate(
   classes: readonly string[],
   o: PredictOptions = {},
 ): EvalResult {
-  const probs = predictProbs(model, split.images, split.shape, o);
+  return scoreProbs(predictProbs(model, split.images, split.shape, o), split.labels, classes);
+}
+
+/**
+ * Scores predicted probabilities against the true labels.
+ * @param probs `[n, classes.length]` row-major probabilities
+ * @param labels `[n]` true class indices
+ */
+export function scoreProbs(probs: Float32Array, labels: ArrayLike<number>, classes: readonly string[]): EvalResult {
+  const split = { labels };
   const report = classificationReport(split.labels, argmaxRows(probs, classes.length), classes.length);
   return { ...report, ece: expectedCalibrationError(probs, split.labels, classes.length), classes: [...classes] };
 }

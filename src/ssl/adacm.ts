@@ -17,7 +17,7 @@ import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { hasFeatures, type Classifier } from "../models/index.js";
 import { SelfTraining, guessLabels, maskedCrossEntropy, maskRate, rowMax, type Guess } from "./self_training.js";
-import type { AdaCmThreshold } from "./thresholds.js";
+import type { ThresholdRule } from "./thresholds.js";
 import type { LabeledBatch, StepOutput, UnlabeledBatch } from "./types.js";
 
 /** Options of {@link AdaCm}. */
@@ -56,8 +56,9 @@ export function ntXent(z1: Tensor, z2: Tensor, temperature: number): Tensor {
 
 /** The Ada-CM algorithm; thresholds, epoch updates and state as {@link SelfTraining}. */
 export class AdaCm extends SelfTraining {
+  /** @param rule Ada-CM's margin (an `AdaCmThreshold`), possibly wrapped (a data-parallel run's) */
   constructor(
-    rule: AdaCmThreshold,
+    rule: ThresholdRule,
     readonly opts: AdaCmAlgorithmOptions,
   ) {
     super("adacm", rule, { lambdaU: opts.lambdaU, weakViews: 2, labelSmoothing: opts.labelSmoothing });

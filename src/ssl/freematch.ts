@@ -9,7 +9,7 @@
 import * as torch from "../torch/index.js";
 import type { Tensor } from "../torch/index.js";
 import { SelfTraining, rowMax, type JointForward, type SelfTrainingOptions } from "./self_training.js";
-import type { FreeMatchThreshold } from "./thresholds.js";
+import type { FreeMatchThreshold, ThresholdRule } from "./thresholds.js";
 
 function sumNorm(x: number[]): number[] {
   const s = x.reduce((a, b) => a + b, 0);
@@ -22,11 +22,16 @@ const inverse = (v: number): number => (v > 0 ? 1 / v : 0);
 export class FreeMatch extends SelfTraining {
   private readonly lambdaF: number;
 
+  /**
+   * @param freeRule the thresholds, whose p_model and label_hist the fairness term reads
+   * @param rule what masks the batches: `freeRule`, or a wrapper of it (a data-parallel run's)
+   */
   constructor(
     readonly freeRule: FreeMatchThreshold,
     o: SelfTrainingOptions & { lambdaF: number },
+    rule: ThresholdRule = freeRule,
   ) {
-    super("freematch", freeRule, o);
+    super("freematch", rule, o);
     this.lambdaF = o.lambdaF;
   }
 

@@ -7,7 +7,7 @@ import { AdaCm } from "./adacm.js";
 import { FreeMatch } from "./freematch.js";
 import { SelfTraining } from "./self_training.js";
 import { Supervised } from "./supervised.js";
-import { AdaCmThreshold, DtmThreshold, FixedThreshold, FlexMatchThreshold, FreeMatchThreshold } from "./thresholds.js";
+import { AdaCmThreshold, DtmThreshold, FixedThreshold, FlexMatchThreshold, FreeMatchThreshold, type ThresholdRule } from "./thresholds.js";
 import type { Algorithm } from "./types.js";
 
 export * from "./types.js";
@@ -24,28 +24,36 @@ export interface AlgorithmContext {
   numUnlabeled: number;
   /** Label smoothing of the labeled cross-entropy (train.labelSmoothing). */
   labelSmoothing: number;
+  /**
+   * Wraps each thresholding rule (a data-parallel run decides masks on the global batch);
+   * default: the rule itself.
+   */
+  shareRule?: (rule: ThresholdRule) => ThresholdRule;
 }
 
 /** Creates the algorithm a config's `algorithm` section describes. */
 export function createAlgorithm(a: TrainConfig["algorithm"], ctx: AlgorithmContext): Algorithm {
   const C = ctx.numClasses;
   const base = { labelSmoothing: ctx.labelSmoothing };
+  const share = ctx.shareRule ?? ((r: ThresholdRule) => r);
   switch (a.name) {
     case "supervised":
       return new Supervised(ctx.labelSmoothing);
     case "fixmatch":
-      return new SelfTraining("fixmatch", new FixedThreshold(C, a.tau), { ...base, lambdaU: a.lambdaU, weakViews: 1 });
+      return new SelfTraining("fixmatch", share(new FixedThreshold(C, a.tau)), { ...base, lambdaU: a.lambdaU, weakViews: 1 });
     case "flexmatch":
-      return new SelfTraining("flexmatch", new FlexMatchThreshold(C, ctx.numUnlabeled, a.tau, a.thresholdWarmup), {
+      return new SelfTraining("flexmatch", share(new FlexMatchThreshold(C, ctx.numUnlabeled, a.tau, a.thresholdWarmup)), {
         ...base,
         lambdaU: a.lambdaU,
         weakViews: 1,
       });
-    case "freematch":
-      return new FreeMatch(new FreeMatchThreshold(C, a.emaP), { ...base, lambdaU: a.lambdaU, weakViews: 1, lambdaF: a.lambdaF });
+    case "freematch": {
+      const rule = new FreeMatchThreshold(C, a.emaP);
+      return new FreeMatch(rule, { ...base, lambdaU: a.lambdaU, weakViews: 1, lambdaF: a.lambdaF }, share(rule));
+    }
     case "adacm":
-      return new AdaCm(new AdaCmThreshold(C, { tauMin: a.tauMin, scale: a.scale }), { ...base, ...a });
+      return new AdaCm(share(new AdaCmThreshold(C, { tauMin: a.tauMin, scale: a.scale })), { ...base, ...a });
     case "dtm":
-      return new SelfTraining("dtm", new DtmThreshold(C, a), { ...base, lambdaU: a.lambdaU, weakViews: a.weakViews });
+      return new SelfTraining("dtm", share(new DtmThreshold(C, a)), { ...base, lambdaU: a.lambdaU, weakViews: a.weakViews });
   }
 }

@@ -5,6 +5,9 @@
  * collectives block until every rank took part. A peer that dies, or a collective that takes longer
  * than `timeoutMs`, throws a {@link DistributedError} on the ranks still waiting; nothing hangs.
  */
+import { createSocket } from "node:dgram";
+import { isIP } from "node:net";
+import { lookup } from "node:dns/promises";
 import { native } from "./native.js";
 import type { Tensor } from "./tensor.js";
 import { Tensor as TensorClass } from "./tensor.js";
@@ -24,8 +27,15 @@ export interface ProcessGroupOptions {
   rank: number;
   /** Number of processes in the group. */
   worldSize: number;
-  /** How long the rendezvous and each collective may take, in milliseconds (default 300,000). */
+  /** How long each collective may take, in milliseconds (default 1,800,000: c10d's 30 minutes). */
   timeoutMs?: number;
+  /** How long joining may take (every rank reaching the master), in milliseconds (default 120,000). */
+  rendezvousTimeoutMs?: number;
+  /**
+   * This machine's address on the network that reaches the master: Gloo's connections bind to it
+   * (default: found by {@link localAddressFor}; the master's own address when it is a loopback one).
+   */
+  localAddr?: string;
 }
 
 /** How {@link allReduce} combines the ranks' values: element-wise sum, mean, max, min or product. */
@@ -35,25 +45,60 @@ function guard<T>(op: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    throw new DistributedError(`${op}: ${(err as Error).message.split("\n")[0]}`, { cause: err });
+    // The binding names its function ("distAllReduce: allReduce failed on rank 0 of 2: ..."): one name is enough.
+    const message = (err as Error).message.split("\n")[0].replace(/^dist\w+: /, "");
+    throw new DistributedError(message.startsWith(op) ? message : `${op}: ${message}`, { cause: err });
+  }
+}
+
+/**
+ * The local address this machine uses to reach `host` (the route's source address, as the
+ * kernel picks it for a UDP socket "connected" to the host; no packet is sent).
+ * @throws DistributedError when the host name does not resolve or no route reaches it
+ */
+export async function localAddressFor(host: string): Promise<string> {
+  let ip = host;
+  try {
+    if (isIP(host) === 0) ip = (await lookup(host, { family: 4 })).address;
+  } catch (err) {
+    throw new DistributedError(`the master address ${host} does not resolve: ${(err as Error).message}`, { cause: err });
+  }
+  if (ip.startsWith("127.")) return ip;
+  const socket = createSocket("udp4");
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.connect(9, ip, () => resolve(socket.address().address));
+    });
+  } catch (err) {
+    throw new DistributedError(`no route from this machine to the master address ${host}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    socket.close();
   }
 }
 
 /**
  * Joins the process group; returns when all `worldSize` ranks have joined.
- * @throws DistributedError when the rendezvous does not complete within the timeout, the port is
- *   taken on rank 0, or this process is already in a group; RangeError on bad options
+ * @throws DistributedError when the rendezvous does not complete within its timeout, the port is
+ *   taken on rank 0, the master does not resolve, or this process is already in a group;
+ *   RangeError on bad options
  */
-export function initProcessGroup(o: ProcessGroupOptions): void {
-  const timeout = o.timeoutMs ?? 300_000;
+export async function initProcessGroup(o: ProcessGroupOptions): Promise<void> {
+  const timeout = o.timeoutMs ?? 1_800_000;
+  const rendezvous = o.rendezvousTimeoutMs ?? 120_000;
   if (!(Number.isInteger(o.worldSize) && o.worldSize >= 1)) throw new RangeError(`worldSize must be an integer >= 1, got ${o.worldSize}`);
   if (!(Number.isInteger(o.rank) && o.rank >= 0 && o.rank < o.worldSize))
     throw new RangeError(`rank must be in 0..${o.worldSize - 1}, got ${o.rank}`);
   if (!(Number.isInteger(o.masterPort) && o.masterPort >= 1 && o.masterPort <= 65535))
     throw new RangeError(`masterPort must be in 1..65535, got ${o.masterPort}`);
-  if (!(Number.isInteger(timeout) && timeout > 0)) throw new RangeError(`timeoutMs must be a positive integer, got ${timeout}`);
+  for (const [name, v] of [
+    ["timeoutMs", timeout],
+    ["rendezvousTimeoutMs", rendezvous],
+  ] as const)
+    if (!(Number.isInteger(v) && v > 0)) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  const local = o.localAddr ?? (await localAddressFor(o.masterAddr));
   guard(`joining the process group at ${o.masterAddr}:${o.masterPort} as rank ${o.rank} of ${o.worldSize}`, () =>
-    native.distInit(o.masterAddr, o.masterPort, o.rank, o.worldSize, timeout),
+    native.distInit(o.masterAddr, o.masterPort, o.rank, o.worldSize, timeout, local, rendezvous),
   );
 }
 

@@ -11,7 +11,7 @@ import * as torch from "../torch/index.js";
 import type { Persistent } from "./parts.js";
 import type { Run } from "./run.js";
 
-/** The indices of one step's images. */
+/** The indices of one step's images (this rank's share in a data-parallel run). */
 export interface BatchIndices {
   /** `[B]` indices into the run's labeled images. */
   labeled: number[];
@@ -32,17 +32,24 @@ export interface BatchSourceState {
  * draws with `data.balanced`) and unlabeled batches of `uratio * batchSize`, with the weak
  * and strong views the algorithm asks for. Seeds: labeled order `seed`, augmentation
  * `seed + 1`, unlabeled order `seed + 2`.
+ *
+ * In a data-parallel run of W ranks the config's batch is the global batch: every rank draws
+ * the same global batch (same seeds) and keeps its contiguous share of B / W labeled and U / W
+ * unlabeled images, so the shards are disjoint and an epoch covers the data exactly as one
+ * process would. Rank r's augmentations come from its own stream, `seed + 1 + 1000003 r`.
  */
 export class BatchSource implements Persistent {
   readonly key = "batches";
+  /** The augmentation stream differs between ranks. */
+  readonly perRank = true;
   readonly #run: Run;
   readonly #sampler: RandomSampler | null;
   readonly #balanced: ClassBalancedSampler | null;
   readonly #unlabeledSampler: RandomSampler | null;
   readonly #augmentRng: Rng;
-  /** Labeled images per step (B). */
+  /** Labeled images per step over all ranks (B). */
   readonly batchSize: number;
-  /** Unlabeled images per step (U = round(uratio * B)). */
+  /** Unlabeled images per step over all ranks (U = round(uratio * B)). */
   readonly unlabeledSize: number;
 
   constructor(run: Run) {
@@ -53,14 +60,16 @@ export class BatchSource implements Persistent {
     this.#unlabeledSampler = unlabeled === null ? null : new RandomSampler(unlabeled.n, config.seed + 2);
     this.#sampler = config.data.balanced ? null : new RandomSampler(labeled.n, config.seed);
     this.#balanced = config.data.balanced ? new ClassBalancedSampler([...labeled.labels], config.seed) : null;
-    this.#augmentRng = new Rng(config.seed + 1);
+    this.#augmentRng = new Rng(config.seed + 1 + 1_000_003 * run.world.rank);
   }
 
-  /** Draws the next step's indices: labeled first, then unlabeled. */
+  /** Draws the next step's indices (this rank's share of the global batch): labeled first, then unlabeled. */
   next(): BatchIndices {
     const B = this.batchSize;
+    const share = (ix: number[]): number[] => ix.slice(...this.#run.world.shard(ix.length));
     const labeled = this.#sampler !== null ? this.#sampler.nextBatch(B) : (this.#balanced as ClassBalancedSampler).nextBatch(B);
-    return { labeled, unlabeled: this.#unlabeledSampler?.nextBatch(this.unlabeledSize) ?? null };
+    const unlabeled = this.#unlabeledSampler?.nextBatch(this.unlabeledSize) ?? null;
+    return { labeled: share(labeled), unlabeled: unlabeled === null ? null : share(unlabeled) };
   }
 
   /**

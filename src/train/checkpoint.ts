@@ -24,6 +24,14 @@ export interface CheckpointState {
    * (`scheduler`, `algorithm`, `batches`, `pseudo`, `clock`, `best`; see src/train/parts.ts).
    */
   parts: Record<string, unknown>;
+  /** Processes of the data-parallel run that wrote it (absent: 1). */
+  world_size?: number;
+  /**
+   * Per rank of a data-parallel run, in rank order: its libtorch RNG state (base64 of the
+   * state tensor's bytes) and the states of the parts that differ between ranks (`batches`,
+   * `pseudo`); absent for one process (its RNG is the `rng.torch` tensor, its parts `parts`).
+   */
+  ranks?: { rng: string; parts: Record<string, unknown> }[];
 }
 
 /**

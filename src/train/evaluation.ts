@@ -3,23 +3,38 @@
  * (the ABAW metric), and the algorithm's threshold update from the teacher's predictions
  * on the labeled training set (DTM, Ada-CM, ...).
  */
-import { evaluate, predictProbs, type EvalResult } from "../eval/evaluate.js";
+import { predictProbs, scoreProbs, type EvalResult } from "../eval/evaluate.js";
 import type { LabeledPredictions } from "../ssl/types.js";
 import type { PreparedSplit } from "../data/prepare.js";
 import type { EpochReport, Persistent, RunPart } from "./parts.js";
 import type { Run } from "./run.js";
 import type { EventWriter } from "./run_log.js";
 
-/** Runs the run's evaluation model (the EMA teacher, or the student) over its splits. */
+/**
+ * Runs the run's evaluation model (the EMA teacher, or the student) over its splits. In a
+ * data-parallel run each rank predicts its contiguous shard of a split and the probabilities are
+ * gathered, so every rank scores the whole split and reaches the same figures.
+ */
 export class Evaluation {
   constructor(readonly run: Run) {}
 
+  /** The evaluation model's softmax over a split's images (flip-averaged when `tta`), `[n, C]`. */
+  #probs(split: PreparedSplit, tta: boolean): Float32Array {
+    const { evalModel, classes, config, model, evalPrecision, world } = this.run;
+    const per = split.shape[0] * split.shape[1] * split.shape[2];
+    const [lo, hi] = world.shard(split.n);
+    const local = predictProbs(evalModel, split.images.subarray(lo * per, hi * per), split.shape, {
+      batchSize: config.eval.batchSize,
+      tta,
+      precision: evalPrecision,
+    });
+    model.train();
+    return world.gatherRows(local, split.n, classes.length);
+  }
+
   /** Metrics on a split, with the config's batch size and flip averaging; the student stays in training mode. */
   on(split: PreparedSplit): EvalResult {
-    const { evalModel, classes, config, model, evalPrecision } = this.run;
-    const r = evaluate(evalModel, split, classes, { batchSize: config.eval.batchSize, tta: config.eval.tta, precision: evalPrecision });
-    model.train();
-    return r;
+    return scoreProbs(this.#probs(split, this.run.config.eval.tta), split.labels, this.run.classes);
   }
 
   /** Validation metrics (config `data.valSplit`). */
@@ -29,10 +44,8 @@ export class Evaluation {
 
   /** The evaluation model's softmax over the labeled training images (no augmentation), for threshold rules. */
   labeledPredictions(): LabeledPredictions {
-    const { evalModel, labeled, classes, config, model, evalPrecision } = this.run;
-    const probs = predictProbs(evalModel, labeled.images, labeled.shape, { batchSize: config.eval.batchSize, precision: evalPrecision });
-    model.train();
-    return { probs, labels: labeled.labels, numClasses: classes.length };
+    const { labeled, classes } = this.run;
+    return { probs: this.#probs(labeled, false), labels: labeled.labels, numClasses: classes.length };
   }
 }
 

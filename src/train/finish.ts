@@ -1,7 +1,8 @@
 /**
  * The end of a completed run: the best checkpoint's weights are tested on the test split
  * and written as `model.safetensors` (the weights with their model card), the test figures
- * as `metrics.json` and as the log's `end` event.
+ * as `metrics.json` and as the log's `end` event. Every rank of a data-parallel run tests (its
+ * shard of the split); rank 0 writes.
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
@@ -27,6 +28,7 @@ export function finishRun(
   const { config, evalModel, labeled } = run;
   parts.checkpointer.loadBest(evalModel);
   const test = run.test === null ? null : parts.evaluation.on(run.test);
+  if (!run.world.isMain) return test; // rank 0 writes the results of a data-parallel run
   saveModelFile(path.join(run.dir, "model.safetensors"), evalModel, {
     name: config.model.name,
     options: run.modelOptions,
@@ -49,6 +51,7 @@ export function finishRun(
     algorithm: run.algorithm.name,
     n_labeled: labeled.n,
     n_unlabeled: run.unlabeled?.n ?? 0,
+    world_size: run.world.worldSize,
   };
   writeFileSync(path.join(run.dir, "metrics.json"), JSON.stringify(metrics, null, 2) + "\n");
   parts.out.write({ event: "end", ...metrics });

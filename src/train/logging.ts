@@ -112,6 +112,8 @@ export class EpochLog implements RunPart {
  */
 export class PseudoLabelLog implements RunPart, Persistent {
   readonly key = "pseudo";
+  /** Each rank counts its own shard of the batches until the epoch's end. */
+  readonly perRank = true;
   readonly #stats: PseudoStats;
 
   constructor(
@@ -132,6 +134,7 @@ export class PseudoLabelLog implements RunPart, Persistent {
   }
 
   afterEpoch(e: EpochReport): void {
+    this.#stats.sumOverRanks((v) => this.run.world.sum(v));
     const p = this.#stats.flush(e.epoch, e.step, this.run.classes);
     this.out.write(p);
     const tau = this.run.algorithm.thresholds();

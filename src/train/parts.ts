@@ -16,15 +16,15 @@ import * as torch from "../torch/index.js";
 export interface StepResult {
   /** Steps done, this one included (1 after the first). */
   step: number;
-  /** The step's loss, finite. */
+  /** The step's loss, finite (the mean over the ranks of a data-parallel run). */
   loss: number;
-  /** The algorithm's scalars for this step (`loss_x`, `loss_u`, `mask_rate`, ...). */
+  /** The algorithm's scalars for this step (`loss_x`, `loss_u`, `mask_rate`, ...), means over the ranks. */
   logs: Record<string, number>;
   /** Learning rate of the first parameter group once the schedule moved past this step (the next step's). */
   lr: number;
-  /** Images of this step's labeled batch. */
+  /** Images of this step's labeled batch, over all ranks. */
   batchSize: number;
-  /** The unlabeled batch's pseudo-labels, and each image's index in the unlabeled set. */
+  /** This rank's unlabeled images' pseudo-labels, and each image's index in the unlabeled set. */
   pseudo: { labels: PseudoLabels; indices: readonly number[] } | null;
 }
 
@@ -63,6 +63,11 @@ export interface RunPart {
 export interface Persistent {
   /** The state's key in the checkpoint (`parts.<key>`). */
   readonly key: string;
+  /**
+   * True when each rank of a data-parallel run holds its own state (its augmentation stream, its
+   * share of a count): the checkpoint then keeps every rank's, and each rank gets its own back.
+   */
+  readonly perRank?: boolean;
   /** A JSON-serialisable copy of the state. */
   state(): unknown;
   /** @throws Error when the state does not fit (another data size, class count, ...) */

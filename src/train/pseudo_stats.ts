@@ -64,6 +64,27 @@ export class PseudoStats {
     }
   }
 
+  /**
+   * Replaces this rank's counters by their sums over the ranks of a data-parallel run (every
+   * rank calls it at the same moment, before {@link flush}).
+   * @param sum element-wise sum over the ranks
+   */
+  sumOverRanks(sum: (values: number[]) => number[]): void {
+    const c = this.c;
+    const C = this.numClasses;
+    const flat = sum([c.seen, c.hidden, c.hiddenCorrect, ...c.masked, ...c.all, ...c.maskedHidden, ...c.maskedCorrect]);
+    const part = (k: number): number[] => flat.slice(3 + k * C, 3 + (k + 1) * C);
+    this.c = {
+      seen: flat[0],
+      hidden: flat[1],
+      hiddenCorrect: flat[2],
+      masked: part(0),
+      all: part(1),
+      maskedHidden: part(2),
+      maskedCorrect: part(3),
+    };
+  }
+
   /** The `pseudo_labels` log event of the epoch (fields as documented in docs/training.md), then resets. */
   flush(epoch: number, step: number, classes: readonly string[]): Record<string, unknown> {
     const c = this.c;

@@ -11,7 +11,9 @@ import * as torch from "../torch/index.js";
 import type { nn, Tensor } from "../torch/index.js";
 import { createAlgorithm, type Algorithm } from "../ssl/index.js";
 import { ConfigError, parseConfig, type TrainConfig } from "./config.js";
+import { DataParallel } from "./data_parallel.js";
 import { loadRunData } from "./data.js";
+import { SharedMaskRule } from "./shared_mask.js";
 import { EmaTeacher } from "./ema.js";
 import { loadModelFile } from "./model_file.js";
 import type { UnlabeledSet } from "./unlabeled.js";
@@ -47,6 +49,8 @@ export interface Run {
   readonly optimizer: torch.optim.Optimizer<{ lr: number }>;
   readonly schedule: torch.optim.LambdaLR;
   readonly algorithm: Algorithm;
+  /** This process's place among the ranks of a data-parallel run (one process: rank 0 of 1). */
+  readonly world: DataParallel;
   /** Optimizer steps done, over every invocation of the run. */
   step: number;
 }
@@ -74,16 +78,29 @@ export function readRunConfig(runDir: string): TrainConfig {
 /**
  * Builds a run's pieces: seeds libtorch, loads the data, creates the model (from
  * `model.init` for a new run), the teacher, the optimizer, the schedule and the algorithm.
- * The order is fixed (it decides which random numbers each piece draws).
+ * The order is fixed (it decides which random numbers each piece draws). In a data-parallel
+ * run every rank builds its own pieces and then takes rank 0's weights.
  * @param o.fresh false when a checkpoint will overwrite the weights (no `model.init` then)
+ * @param o.threads libtorch threads for this process (default: the config's `threads`)
+ * @param o.world the process's rank and world size (default: one process)
  * @throws ConfigError when `model.init` does not fit the config; DataError on unusable data
  */
 export async function buildRun(
   requested: TrainConfig,
-  o: { dir: string; dataRoot: string; fresh: boolean; log: (line: string) => void; progress: boolean },
+  o: {
+    dir: string;
+    dataRoot: string;
+    fresh: boolean;
+    log: (line: string) => void;
+    progress: boolean;
+    threads?: number;
+    world?: DataParallel;
+  },
 ): Promise<Run> {
   let config = requested;
-  torch.setNumThreads(config.threads);
+  const world = o.world ?? DataParallel.single;
+  const threads = o.threads ?? config.threads;
+  torch.setNumThreads(threads);
   torch.manualSeed(config.seed);
   // Pretrained weights only for a new run's student: a checkpoint or model.init overwrites them,
   // and the teacher copies the student. They are not a model option (model files hold all weights).
@@ -99,7 +116,7 @@ export async function buildRun(
   const data = await loadRunData(config, o.dataRoot, o.log, o.progress);
   // Preparing a face pool on detection workers leaves libtorch's thread count behind it wrong
   // for this thread (measured: a fresh quick start trained at 2.2 steps/s, a cached one at 4.2).
-  torch.setNumThreads(config.threads);
+  torch.setNumThreads(threads);
   const modelOptions: ModelOptions = {
     numClasses: data.classes.length,
     inChannels: data.labeled.shape[0],
@@ -121,6 +138,9 @@ export async function buildRun(
   // From here on the config says what runs: config.json, checkpoints and the log record it.
   config = { ...config, train: { ...config.train, precision }, eval: { ...config.eval, precision: evalPrecision } };
   if (config.model.init !== null && o.fresh) initWeights(model, config.model.init, config, data.classes, data.labeled.shape[0]);
+  world.broadcastModule(model);
+  // Ranks other than 0 draw their own dropout masks (rank 0 keeps the one-process stream).
+  if (world.rank > 0) torch.manualSeed(config.seed + 1_000_003 * world.rank);
   const ema = config.train.emaDecay > 0 ? new EmaTeacher(model, createModel(config.model.name, modelOptions), config.train.emaDecay) : null;
   const optimizer = buildOptimizer(model, config.optimizer);
   return {
@@ -144,7 +164,9 @@ export async function buildRun(
       numClasses: data.classes.length,
       numUnlabeled: data.unlabeled?.n ?? 0,
       labelSmoothing: config.train.labelSmoothing,
+      ...(world.distributed ? { shareRule: (rule) => new SharedMaskRule(rule, world) } : {}),
     }),
+    world,
     step: 0,
   };
 }

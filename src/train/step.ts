@@ -1,6 +1,8 @@
 /**
  * One optimizer step: the batch's views, the algorithm's loss, back-propagation, the
- * optimizer and its schedule, then the EMA teacher. Nothing here writes files or logs.
+ * gradients averaged over the ranks of a data-parallel run, the optimizer and its schedule,
+ * rank 0's BatchNorm buffers on every rank, then the EMA teacher (so it is the same on every
+ * rank). Nothing here writes files or logs.
  */
 import * as torch from "../torch/index.js";
 import type { BatchSource } from "./batches.js";
@@ -38,18 +40,23 @@ export class TrainStep {
    */
   take(): StepResult {
     const { run } = this;
-    const { config, net, optimizer, algorithm } = run;
+    const { config, net, optimizer, algorithm, world } = run;
     const ix = this.batches.next();
     const out = torch.tidy(() => {
       const { labeled, unlabeled } = this.batches.views(ix);
       const r = algorithm.step(net, labeled, unlabeled);
-      const loss = r.loss.item();
+      // The logged loss and scalars are means over the ranks; a non-finite loss on any rank stops them all.
+      const keys = Object.keys(r.logs).sort();
+      const means = world.sum([r.loss.item(), ...keys.map((k) => r.logs[k])]).map((v) => v / world.worldSize);
+      const loss = means[0];
       if (Number.isFinite(loss)) {
         optimizer.zeroGrad();
         r.loss.backward();
+        world.averageGradients(run.model.parameters());
         optimizer.step();
+        world.broadcastBuffers(run.model);
       }
-      return { loss, logs: r.logs, pseudo: r.pseudo };
+      return { loss, logs: Object.fromEntries(keys.map((k, i) => [k, means[i + 1]])), pseudo: r.pseudo };
     });
     if (!Number.isFinite(out.loss)) throw new NonFiniteLossError(out.loss, run.step + 1);
     run.schedule.step();
@@ -60,7 +67,7 @@ export class TrainStep {
       loss: out.loss,
       logs: out.logs,
       lr: optimizer.paramGroups[0].lr,
-      batchSize: ix.labeled.length,
+      batchSize: this.batches.batchSize,
       pseudo: out.pseudo === undefined || ix.unlabeled === null ? null : { labels: out.pseudo, indices: ix.unlabeled },
     };
   }

@@ -13,12 +13,17 @@
  * A run folder holds `config.json` (the resolved config), `log.jsonl` (one JSON event per
  * line), `checkpoints/{last,best}.safetensors` and, at the end, `metrics.json` and
  * `model.safetensors`.
+ *
+ * In a data-parallel run (`world` of W processes, src/train/data_parallel.ts) every rank runs
+ * this same loop on its share of each batch; they agree on the config, the data, when to stop
+ * and every statistic, and only rank 0 writes the run folder and prints.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { EvalResult } from "../eval/evaluate.js";
 import * as torch from "../torch/index.js";
 import { BatchSource } from "./batches.js";
+import { DataParallel } from "./data_parallel.js";
 import { Checkpointer } from "./checkpointer.js";
 import { acquireRunLock } from "./run_lock.js";
 import { ConfigError, type TrainConfig } from "./config.js";
@@ -27,7 +32,7 @@ import { finishRun } from "./finish.js";
 import { EpochLog, ProgressBar, PseudoLabelLog, StepLog } from "./logging.js";
 import { Clock, MemoryTrim, persistent, type Persistent, type RunPart } from "./parts.js";
 import { buildRun, disposeRun, readRunConfig, type Run } from "./run.js";
-import { RunLog } from "./run_log.js";
+import { RunLog, type EventWriter } from "./run_log.js";
 import { NonFiniteLossError, TrainStep } from "./step.js";
 
 export { loadTrainData } from "./data.js";
@@ -50,6 +55,10 @@ export interface TrainOptions {
   progress?: boolean;
   /** Stop after this many steps of this invocation (tests use it to simulate a kill). */
   stopAfter?: number;
+  /** This process's rank in a data-parallel run (default: one process); its group must be joined. */
+  world?: DataParallel;
+  /** libtorch threads of this process (default: the config's `threads`). */
+  threads?: number;
 }
 
 /** Outcome of {@link train}. */
@@ -79,7 +88,7 @@ interface Parts {
   all: RunPart[];
 }
 
-function buildParts(run: Run, out: RunLog, o: TrainOptions): Parts {
+function buildParts(run: Run, out: EventWriter, o: TrainOptions): Parts {
   const log = o.log ?? (() => {});
   const batches = new BatchSource(run);
   const clock = new Clock();
@@ -116,7 +125,7 @@ function buildParts(run: Run, out: RunLog, o: TrainOptions): Parts {
   return { step: new TrainStep(run, batches), clock, evaluation, selection, checkpointer, all };
 }
 
-/** Ctrl-C, or the `stopAfter` budget of a test. */
+/** Ctrl-C, or the `stopAfter` budget of a test (the ranks of a data-parallel run stop together when any asks). */
 class StopSignal {
   #interrupted = false;
   #steps = 0;
@@ -154,7 +163,7 @@ async function loop(run: Run, parts: Parts, stop: StopSignal): Promise<boolean> 
     while (run.step < steps) {
       // Let the event loop run (a few microseconds) so a Ctrl-C handler can set its flag.
       await new Promise((resolve) => setImmediate(resolve));
-      if (stop.requested) {
+      if (run.world.any(stop.requested)) {
         for (const p of parts.all) p.onInterrupt?.();
         return false;
       }
@@ -189,31 +198,119 @@ function runConfig(o: TrainOptions): TrainConfig {
 }
 
 /**
+ * {@link runConfig} as rank 0 decides it, on every rank: rank 0 checks the run folder (the
+ * others may not see it) and sends its answer; for a new run every rank's own config must equal
+ * rank 0's (`threads` aside, which may differ between machines).
+ * @throws ConfigError on every rank alike
+ */
+function agreedConfig(o: TrainOptions, world: DataParallel): TrainConfig {
+  if (!world.distributed) return runConfig(o);
+  let answer: { config?: TrainConfig; error?: string } = {};
+  if (world.isMain)
+    try {
+      answer = { config: runConfig(o) };
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      answer = { error: err.message };
+    }
+  const got = JSON.parse(
+    Buffer.from(world.broadcastBytes(world.isMain ? Buffer.from(JSON.stringify(answer)) : null)).toString("utf8"),
+  ) as typeof answer;
+  if (got.error !== undefined) throw new ConfigError(got.error);
+  const main = got.config as TrainConfig;
+  if (o.resume) return { ...main, threads: o.threads ?? main.threads };
+  const all = world.gatherJson({ ...(o.config as TrainConfig), threads: 0 });
+  const diffs = all.flatMap((c, r) => differences(c, all[0]).map((d) => `rank ${r} ${d}`));
+  if (diffs.length > 0)
+    throw new ConfigError(
+      `the ranks were launched with different configs (${diffs.slice(0, 3).join("; ")}): start every rank with the same config and overrides`,
+    );
+  return o.config as TrainConfig;
+}
+
+/** The dotted fields where `a` differs from `b`, as "has x where rank 0 has y". */
+function differences(a: unknown, b: unknown, at = ""): string[] {
+  if (typeof a === "object" && a !== null && typeof b === "object" && b !== null && !Array.isArray(a)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    return keys.flatMap((k) =>
+      differences((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], at === "" ? k : `${at}.${k}`),
+    );
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [`has ${at} = ${JSON.stringify(a)} where rank 0 has ${JSON.stringify(b)}`];
+}
+
+/**
+ * Checks that a data-parallel run can split its batches and that every rank loaded the same data.
+ * @throws ConfigError on every rank alike
+ */
+function checkWorld(run: Run): void {
+  const { world, config } = run;
+  if (!world.distributed) return;
+  const B = config.train.batchSize;
+  const U = Math.round(("uratio" in config.algorithm ? config.algorithm.uratio : 0) * B);
+  if (B % world.worldSize !== 0 || U % world.worldSize !== 0)
+    throw new ConfigError(
+      `train.batchSize ${B}${U > 0 ? ` (and its ${U} unlabeled images)` : ""} does not split evenly over ${world.worldSize} processes: the batch is the global batch, each rank takes batchSize / ${world.worldSize}; choose a multiple of ${world.worldSize}`,
+    );
+  const digest = (labels: ArrayLike<number>): number => {
+    let h = 7;
+    for (let i = 0; i < labels.length; i++) h = (h * 31 + labels[i] + 1) % 2147483647;
+    return h;
+  };
+  const mine = {
+    classes: run.classes,
+    labeled: [run.labeled.n, digest(run.labeled.labels)],
+    val: [run.val.n, digest(run.val.labels)],
+    unlabeled: run.unlabeled?.n ?? 0,
+    shape: run.labeled.shape,
+  };
+  const all = world.gatherJson(mine);
+  const diffs = all.flatMap((d, r) => differences(d, all[0]).map((x) => `rank ${r} ${x}`));
+  if (diffs.length > 0)
+    throw new ConfigError(
+      `the ranks loaded different data (${diffs.slice(0, 3).join("; ")}): every machine needs the same datasets and pools at the same paths under --data`,
+    );
+}
+
+/** Writes nothing: the log of a rank other than 0. */
+const noEvents: EventWriter = { write: () => {} };
+
+/**
  * Trains (or resumes) a run as its config says and, when it completes, evaluates the
  * best checkpoint on the test split.
  * @throws NonFiniteLossError when the loss becomes NaN or Inf; ConfigError on a bad run
- *   folder or config; DataError on unusable data
+ *   folder or config; DataError on unusable data; DistributedError when a rank of a
+ *   data-parallel run fails
  */
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const log = o.log ?? (() => {});
-  const config = runConfig(o);
-  const out = new RunLog(path.join(o.runDir, "log.jsonl"));
+  const world = o.world ?? DataParallel.single;
+  const log = world.isMain ? (o.log ?? (() => {})) : () => {};
+  const progress = world.isMain && o.progress !== false;
+  const config = agreedConfig(o, world);
+  const out = world.isMain ? new RunLog(path.join(o.runDir, "log.jsonl")) : noEvents;
   // A resumed run is locked before its data loads (another process may be training it).
-  let release = o.resume ? acquireRunLock(o.runDir) : null;
+  let release = o.resume && world.isMain ? acquireRunLock(o.runDir) : null;
   let run: Run;
   try {
-    run = await buildRun(config, { dir: o.runDir, dataRoot: o.dataRoot, fresh: !o.resume, log, progress: o.progress !== false });
+    run = await buildRun(config, { dir: o.runDir, dataRoot: o.dataRoot, fresh: !o.resume, log, progress, threads: o.threads, world });
   } catch (err) {
     release?.();
     throw err;
   }
   try {
-    const parts = buildParts(run, out, o);
+    checkWorld(run);
+    const parts = buildParts(run, out, { ...o, log, progress });
     if (o.resume) {
       parts.checkpointer.restore();
-      out.write({ event: "resume", step: run.step, precision: run.precision, eval_precision: run.evalPrecision });
+      out.write({
+        event: "resume",
+        step: run.step,
+        precision: run.precision,
+        eval_precision: run.evalPrecision,
+        world_size: world.worldSize,
+      });
       log(`resumed ${o.runDir} at step ${run.step}`);
-    } else {
+    } else if (world.isMain) {
       // Written only once the data loaded, so a run that could not start leaves no run folder behind.
       mkdirSync(o.runDir, { recursive: true });
       writeFileSync(path.join(o.runDir, "config.json"), JSON.stringify(run.config, null, 2) + "\n");
@@ -243,7 +340,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
  * @returns false when stopped early
  * @throws NonFiniteLossError
  */
-async function stoppableLoop(run: Run, parts: Parts, out: RunLog, stopAfter: number | undefined): Promise<boolean> {
+async function stoppableLoop(run: Run, parts: Parts, out: EventWriter, stopAfter: number | undefined): Promise<boolean> {
   const stop = new StopSignal(stopAfter);
   try {
     return await loop(run, parts, stop);
@@ -277,5 +374,6 @@ function startEvent(run: Run): Record<string, unknown> {
     unlabeled_skipped: run.unlabeled?.skipped ?? {},
     libtorch: torch.libtorchVersion(),
     openblas_coretype: torch.openblasCoretype(),
+    world_size: run.world.worldSize,
   };
 }

@@ -1,0 +1,244 @@
+// Data-parallel training with real processes on 127.0.0.1 (`ferkit train --nproc-per-node`, and
+// workers started by their environment variables as torchrun would): 2 ranks x B/2 take the same
+// steps as 1 process x B; a DTM run on 2 ranks writes the files of a one-process run and its
+// thresholds come from the whole labeled set; a rank killed with SIGKILL stops the other with a
+// clear error, and the run resumes to exactly the uninterrupted result; bad launches fail on one
+// line each.
+import { test, describe, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { defaultDataRoot } from "../src/paths.js";
+import { createModel } from "../src/models/index.js";
+import { classConfidence } from "../src/ssl/thresholds.js";
+import { predictProbs } from "../src/eval/evaluate.js";
+import { disposeCheckpoint, loadCheckpoint } from "../src/train/checkpoint.js";
+import { loadTrainData, readRunConfig } from "../src/train/trainer.js";
+import * as torch from "../src/torch/index.js";
+import { freePort, runCli, startCli, writeTinyConfig, type CliRun } from "./helpers.js";
+
+const work = mkdtempSync(path.join(tmpdir(), "ferkit-ddp-"));
+after(() => rmSync(work, { recursive: true, force: true }));
+const quiet = ["--no-progress", "--no-report"];
+
+/** Each event of a run's log. */
+function events(run: string): Record<string, unknown>[] {
+  return readFileSync(path.join(run, "log.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** The largest absolute difference between two checkpoints' student weights. */
+function weightDistance(a: string, b: string): number {
+  const ca = loadCheckpoint(path.join(a, "checkpoints", "last.safetensors"));
+  const cb = loadCheckpoint(path.join(b, "checkpoints", "last.safetensors"));
+  try {
+    let worst = 0;
+    for (const [k, t] of ca.model) {
+      const u = cb.model.get(k);
+      assert.ok(u !== undefined, k);
+      const x = Array.from(t.toArray() as ArrayLike<number | bigint>, Number);
+      const y = Array.from(u.toArray() as ArrayLike<number | bigint>, Number);
+      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
+    }
+    return worst;
+  } finally {
+    disposeCheckpoint(ca);
+    disposeCheckpoint(cb);
+  }
+}
+
+/** Two workers started by their environment (as torchrun starts them), each with its own extra arguments. */
+async function envWorkers(args: (rank: number) => string[], extraEnv: Record<string, string> = {}): Promise<ReturnType<typeof startCli>[]> {
+  const port = String(await freePort());
+  return [0, 1].map((rank) =>
+    startCli(args(rank), {
+      env: {
+        RANK: String(rank),
+        WORLD_SIZE: "2",
+        LOCAL_RANK: String(rank),
+        LOCAL_WORLD_SIZE: "2",
+        MASTER_ADDR: "127.0.0.1",
+        MASTER_PORT: port,
+        ...extraEnv,
+      },
+    }),
+  );
+}
+
+const tiny = writeTinyConfig(path.join(work, "tiny.json"));
+
+describe("data-parallel training (c10d, Gloo)", () => {
+  test("2 ranks x B/2 take the same steps as 1 process x B (MobileFaceNet: no BatchNorm; no dropout, fp32)", async () => {
+    const common = [
+      ...["train", "--config", tiny, "--steps", "6", "--precision", "fp32", ...quiet],
+      ...["--set", "model.name=mobilefacenet", "--set", "model.inputSize=32"],
+      ...["--set", "train.epochSteps=6", "--set", "train.logEvery=1", "--set", "train.emaDecay=0", "--set", "train.augment=false"],
+      ...["--set", "model.dropout=0", "--set", "optimizer.name=sgd", "--set", "optimizer.lr=0.05"],
+    ];
+    const one = await runCli([...common, "--out", path.join(work, "one")]);
+    assert.equal(one.code, 0, one.stderr);
+    const two = await runCli([
+      ...common,
+      "--out",
+      path.join(work, "two"),
+      "--nproc-per-node",
+      "2",
+      "--master-port",
+      String(await freePort()),
+    ]);
+    assert.equal(two.code, 0, two.stderr);
+    const loss = (run: string) => events(run).flatMap((e) => (e.event === "step" ? [e.loss as number] : []));
+    assert.equal(loss(path.join(work, "two")).length, 6);
+    loss(path.join(work, "two")).forEach((l, i) => assert.ok(Math.abs(l - loss(path.join(work, "one"))[i]) < 1e-5, `step ${i + 1}: ${l}`));
+    const d = weightDistance(path.join(work, "one"), path.join(work, "two"));
+    assert.ok(d < 1e-5, `weights differ by ${d}`);
+    const start = events(path.join(work, "two")).find((e) => e.event === "start");
+    assert.equal(start?.world_size, 2);
+  });
+
+  test("DTM on 2 ranks: the files of a one-process run, thresholds from the whole labeled set", async () => {
+    const out = path.join(work, "dtm");
+    const r = await runCli([
+      ...["train", "--config", tiny, "--algorithm", "dtm", "--steps", "10", "--precision", "fp32", ...quiet],
+      ...["--set", "train.epochSteps=10", "--set", "data.unlabeled.trainSplit=true", "--set", "algorithm.uratio=2"],
+      ...["--out", out, "--nproc-per-node", "2", "--master-port", String(await freePort())],
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readdirSync(out).sort(), ["checkpoints", "config.json", "log.jsonl", "metrics.json", "model.safetensors"]);
+    assert.deepEqual(readdirSync(path.join(out, "checkpoints")).sort(), ["best.safetensors", "last.safetensors"]);
+    const metrics = JSON.parse(readFileSync(path.join(out, "metrics.json"), "utf8")) as Record<string, unknown>;
+    assert.equal(metrics.world_size, 2);
+    assert.match(r.stdout, /PrivateTest: accuracy/);
+    const log = events(out);
+    const thresholds = log.find((e) => e.event === "thresholds") as { mu: (number | null)[]; correct_counts: number[] };
+    const pseudo = log.find((e) => e.event === "pseudo_labels") as { n: number };
+    assert.equal(pseudo.n, 10 * 2 * 16, "both ranks' pseudo-labels counted");
+    // The teacher that set the thresholds is the one in the epoch's last checkpoint: its mu over
+    // the whole labeled set, computed here in one process, is what the two ranks agreed on.
+    const config = readRunConfig(out);
+    const data = await loadTrainData(config, defaultDataRoot(), () => {}, false);
+    const c = loadCheckpoint(path.join(out, "checkpoints", "last.safetensors"));
+    const model = createModel(config.model.name, {
+      numClasses: data.classes.length,
+      inChannels: 1,
+      width: config.model.width,
+      dropout: config.model.dropout,
+    });
+    try {
+      torch.noGrad(() => model.loadStateDict(c.ema ?? c.model));
+      const probs = predictProbs(model, data.train.images, data.train.shape, { precision: "fp32" });
+      const whole = classConfidence({ probs, labels: data.train.labels, numClasses: data.classes.length });
+      assert.deepEqual(thresholds.correct_counts, whole.correctCounts);
+      whole.mu.forEach((m, k) =>
+        assert.ok(m === null ? thresholds.mu[k] === null : Math.abs((thresholds.mu[k] as number) - m) < 1e-5, `class ${k}`),
+      );
+    } finally {
+      model.dispose();
+      disposeCheckpoint(c);
+    }
+  });
+
+  test("a rank killed with SIGKILL stops the other with a clear error; the run resumes to the uninterrupted result", async () => {
+    const args = [...["train", "--config", tiny, "--steps", "30", "--precision", "fp32", ...quiet], "--set", "train.logEvery=1"];
+    const reference = path.join(work, "uninterrupted");
+    const ok = await runCli([...args, "--out", reference, "--nproc-per-node", "2", "--master-port", String(await freePort())]);
+    assert.equal(ok.code, 0, ok.stderr);
+
+    const killed = path.join(work, "killed");
+    const ranks = await envWorkers(() => [...args, "--out", killed, "--dist-timeout", "20"]);
+    // Kill rank 1 once the first epoch's checkpoint is written and the second epoch is under way.
+    const stepped = (): boolean =>
+      existsSync(path.join(killed, "log.jsonl")) && events(killed).some((e) => e.event === "step" && (e.step as number) >= 13);
+    for (let i = 0; i < 600 && !stepped(); i++) await sleep(50);
+    assert.ok(stepped(), "the run reached step 13");
+    const t0 = performance.now();
+    ranks[1].child.kill("SIGKILL");
+    const rank0: CliRun = await ranks[0].done;
+    assert.notEqual(rank0.code, 0);
+    assert.ok(performance.now() - t0 < 20_000, "rank 0 stopped within the timeout");
+    assert.match(
+      rank0.stderr,
+      /ferkit \[rank 0\]: allReduce failed on rank 0 of 2: .*(Connection reset by peer|Connection closed by peer)/,
+    );
+    assert.equal(existsSync(path.join(killed, "metrics.json")), false);
+
+    const one = await runCli(["train", "--resume", killed, ...quiet]);
+    assert.equal(one.code, 2);
+    assert.match(one.stderr, /was trained by 2 process\(es\) and this resume has 1/);
+
+    const resumed = await runCli([
+      "train",
+      "--resume",
+      killed,
+      ...quiet,
+      "--nproc-per-node",
+      "2",
+      "--master-port",
+      String(await freePort()),
+    ]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, /resumed .* at step 10/);
+    assert.equal(weightDistance(reference, killed), 0);
+    const test = (run: string) => (JSON.parse(readFileSync(path.join(run, "metrics.json"), "utf8")) as { test: unknown }).test;
+    assert.deepEqual(test(killed), test(reference));
+  });
+
+  test("bad launches: different configs, an uneven batch, a missing rank, a port in use: one line each", async () => {
+    const base = ["train", "--config", tiny, "--steps", "4", ...quiet, "--join-timeout", "3"];
+    const mismatch = await envWorkers((rank) => [...base, "--out", path.join(work, "mismatch"), "--seed", String(rank)]);
+    for (const r of await Promise.all(mismatch.map((w) => w.done))) {
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /launched with different configs \(rank 1 has seed = 1 where rank 0 has 0\)/);
+    }
+    assert.equal(existsSync(path.join(work, "mismatch")), false);
+
+    const uneven = await runCli([
+      ...base,
+      "--batch-size",
+      "15",
+      "--out",
+      path.join(work, "uneven"),
+      "--nproc-per-node",
+      "2",
+      "--master-port",
+      String(await freePort()),
+    ]);
+    assert.equal(uneven.code, 2);
+    assert.match(uneven.stderr, /train\.batchSize 15 does not split evenly over 2 processes/);
+
+    const port = await freePort();
+    const alone = await runCli([...base, "--out", path.join(work, "alone")], {
+      env: { RANK: "0", WORLD_SIZE: "2", MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port) },
+    });
+    assert.equal(alone.code, 1);
+    assert.ok(alone.ms < 15_000, `${alone.ms} ms`);
+    assert.match(
+      alone.stderr,
+      /joining the process group at 127\.0\.0\.1:\d+ as rank 0 of 2: .*does every machine run with the same --nnodes/,
+    );
+
+    const taken = createServer().listen(0, "127.0.0.1");
+    await new Promise((resolve) => taken.once("listening", resolve));
+    try {
+      const busy = await runCli([
+        ...base,
+        "--out",
+        path.join(work, "busy"),
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        String((taken.address() as { port: number }).port),
+      ]);
+      assert.notEqual(busy.code, 0);
+      assert.ok(busy.ms < 30_000, `${busy.ms} ms`);
+      assert.match(busy.stderr, /ferkit \[rank 0\]: joining the process group .*(in use|bind|listen)/i);
+    } finally {
+      taken.close();
+    }
+  });
+});
