@@ -7,6 +7,7 @@
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -186,6 +187,79 @@ describe("data-parallel training (c10d, Gloo)", () => {
     assert.equal(weightDistance(reference, killed), 0);
     const test = (run: string) => (JSON.parse(readFileSync(path.join(run, "metrics.json"), "utf8")) as { test: unknown }).test;
     assert.deepEqual(test(killed), test(reference));
+  });
+
+  test("two machines: network namespaces joined by a veth pair, one rank each, --nnodes 2", async (t) => {
+    if (process.getuid?.() !== 0) return t.skip("network namespaces need root");
+    const id = process.pid % 100000;
+    const ns = [`fk-a-${id}`, `fk-b-${id}`];
+    const dev = [`fka${id}`, `fkb${id}`];
+    const ip = [`10.213.${id % 250}.1`, `10.213.${id % 250}.2`];
+    const sh = (...args: string[]): string => {
+      const r = spawnSync("ip", args, { encoding: "utf8" });
+      assert.equal(r.status, 0, `ip ${args.join(" ")}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const bytes = (k: number): number => {
+      const stats = JSON.parse(sh("-n", ns[k], "-s", "-j", "link", "show", dev[k])) as {
+        stats64: { rx: { bytes: number }; tx: { bytes: number } };
+      }[];
+      return stats[0].stats64.rx.bytes + stats[0].stats64.tx.bytes;
+    };
+    try {
+      for (const n of ns) sh("netns", "add", n);
+      sh("link", "add", dev[0], "type", "veth", "peer", "name", dev[1]);
+      for (const k of [0, 1]) {
+        sh("link", "set", dev[k], "netns", ns[k]);
+        sh("-n", ns[k], "addr", "add", `${ip[k]}/24`, "dev", dev[k]);
+        sh("-n", ns[k], "link", "set", dev[k], "up");
+        sh("-n", ns[k], "link", "set", "lo", "up");
+      }
+      const before = bytes(0);
+      const out = path.join(work, "two-machines");
+      const args = (node: number) => [
+        ...["train", "--config", tiny, "--steps", "10", ...quiet, "--out", node === 0 ? out : path.join(work, "unused")],
+        ...["--nnodes", "2", "--node-rank", String(node), "--nproc-per-node", "1", "--master-addr", ip[0], "--master-port", "29500"],
+      ];
+      const [a, b] = await Promise.all([0, 1].map((k) => runCli(args(k), { wrap: ["ip", "netns", "exec", ns[k]] })));
+      assert.equal(a.code, 0, a.stderr);
+      assert.equal(b.code, 0, b.stderr);
+      assert.match(a.stdout, /PrivateTest: accuracy/);
+      assert.equal(b.stdout, "", "machine 1 prints nothing");
+      assert.equal(existsSync(path.join(work, "unused")), false, "machine 1 writes nothing");
+      assert.equal((JSON.parse(readFileSync(path.join(out, "metrics.json"), "utf8")) as { world_size: number }).world_size, 2);
+      // Every step all-reduced the gradients over the veth pair: at least 10 x the model's float32 bytes crossed it.
+      const params = (events(out).find((e) => e.event === "start") as { n_params: number }).n_params;
+      assert.ok(params > 1_000_000, `${params} parameters`);
+      assert.ok(bytes(0) - before > 10 * params * 4, `${bytes(0) - before} bytes over the veth pair`);
+    } finally {
+      for (const n of ns) spawnSync("ip", ["netns", "del", n]);
+    }
+  });
+
+  test("data prepare --nproc-per-node 2: each rank aligns its share, one cache equal to one process's", async () => {
+    const orl = path.join(defaultDataRoot(), "orl_att_faces");
+    const prepare = (cache: string, ...more: string[]) =>
+      runCli(["data", "prepare", orl, "--format", "pool", "--size", "48", "--cache", path.join(work, cache), "--json", ...more]);
+    const one = await prepare("cache-one");
+    const two = await prepare("cache-two", "--nproc-per-node", "2", "--master-port", String(await freePort()));
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(two.code, 0, two.stderr);
+    const a = JSON.parse(one.stdout) as Record<string, unknown>;
+    const b = JSON.parse(two.stdout) as Record<string, unknown>;
+    assert.equal(b.world_size, 2);
+    assert.equal(b.from_cache, false);
+    assert.deepEqual([b.images, b.skipped], [a.images, a.skipped]);
+    assert.ok((a.images as number) >= 390, `${String(a.images)} faces`);
+    const files = (cache: string) => {
+      const [dir] = readdirSync(path.join(work, cache));
+      const manifest = JSON.parse(readFileSync(path.join(work, cache, dir, "manifest.json"), "utf8")) as Record<string, unknown>;
+      const shards = readdirSync(path.join(work, cache, dir)).filter((f) => f.startsWith("shard-"));
+      return { dir, sourceIndex: manifest.source_index, pixels: shards.map((f) => readFileSync(path.join(work, cache, dir, f))) };
+    };
+    assert.deepEqual(files("cache-two"), files("cache-one"));
+    const again = await prepare("cache-two", "--nproc-per-node", "2", "--master-port", String(await freePort()));
+    assert.equal((JSON.parse(again.stdout) as { from_cache: boolean }).from_cache, true);
   });
 
   test("bad launches: different configs, an uneven batch, a missing rank, a port in use: one line each", async () => {

@@ -8,6 +8,8 @@ import { prepareSplit, resolveCacheDir } from "../data/prepare.js";
 import { preparePool } from "../data/pool_prepare.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { positiveInt } from "./options.js";
+import { addLaunchOptions, joinFromEnv, launchWorkers, type LaunchFlags } from "./launch.js";
+import type { DataParallel } from "../train/data_parallel.js";
 
 /** The `data` command group. */
 export function dataCommand(): Command {
@@ -44,9 +46,11 @@ export function dataCommand(): Command {
         console.log(o.json ? JSON.stringify(summary) : formatSummary(summary));
       },
     );
-  data
+  const prepare = data
     .command("prepare")
-    .description("decode (and, for pools of photos, detect and align faces) into the image cache, with a progress bar")
+    .description(
+      "decode (and, for pools of photos, detect and align faces) into the image cache, with a progress bar; pools can be shared out over processes and machines",
+    )
     .argument("<paths...>", "dataset folder or CSV file (several folders for a pool)")
     .addOption(new Option("--format <name>", "data layout").choices(DATA_FORMATS).default("auto"))
     .option("--frames <dir>", "abaw: the cropped_aligned/ folder")
@@ -58,52 +62,81 @@ export function dataCommand(): Command {
         .default("detect"),
     )
     .option("--cache <dir>", "cache folder", ".cache")
-    .option("--json", "print the counts as one JSON object", false)
-    .action(
-      async (
-        paths: string[],
-        o: {
-          format: DataFormat;
-          frames?: string;
-          size: number;
-          channels: "1" | "3";
-          align: "detect" | "resize";
-          cache: string;
-          json: boolean;
-        },
-      ) => {
-        const warn = (m: string): void => console.error(`warning: ${m}`);
-        const opened = openData({ paths, format: o.format, frames: o.frames, warn });
-        const common = {
-          size: o.size,
-          channels: Number(o.channels) as 1 | 3,
-          cacheDir: resolveCacheDir(o.cache, PACKAGE_ROOT),
-          progress: !o.json,
-          warn,
-        };
-        const t0 = performance.now();
-        const out: Record<string, unknown> = {};
-        if (opened.kind === "pool") {
-          const p = await preparePool(opened.pool, { ...common, align: o.align });
-          // Summed, not merged: the reader and the decoder can skip different files for one reason.
-          const skipped: Record<string, number> = { ...opened.pool.skipped.counts };
-          for (const [k, v] of Object.entries(p.skipped)) skipped[k] = (skipped[k] ?? 0) + v;
-          Object.assign(out, { images: p.n, skipped, from_cache: p.fromCache });
-        } else {
-          for (const split of splitNames(opened.dataset)) {
-            const s = await prepareSplit(opened.dataset, split, common);
-            out[split] = { images: s.n, skipped: s.skipped };
-          }
-        }
-        out.seconds = (performance.now() - t0) / 1000;
-        if (o.json) console.log(JSON.stringify(out));
-        else
-          console.log(
-            Object.entries(out)
-              .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
-              .join("\n"),
-          );
+    .option("--json", "print the counts as one JSON object", false);
+  addLaunchOptions(prepare).action(
+    async (
+      paths: string[],
+      o: LaunchFlags & {
+        format: DataFormat;
+        frames?: string;
+        size: number;
+        channels: "1" | "3";
+        align: "detect" | "resize";
+        cache: string;
+        json: boolean;
       },
-    );
+    ) => {
+      if (o.nprocPerNode !== undefined) {
+        process.exitCode = await launchWorkers(o);
+        return;
+      }
+      const { world, threads } = await joinFromEnv(o);
+      try {
+        await prepareAction(paths, o, world, threads);
+      } finally {
+        if (world.distributed) (await import("../torch/index.js")).distributed.destroyProcessGroup();
+      }
+    },
+  );
   return data;
+}
+
+async function prepareAction(
+  paths: string[],
+  o: { format: DataFormat; frames?: string; size: number; channels: "1" | "3"; align: "detect" | "resize"; cache: string; json: boolean },
+  world: DataParallel,
+  threads: number | undefined,
+): Promise<void> {
+  // The other ranks of a shared preparation detect their share quietly: rank 0 prints.
+  const warn = (m: string): void => {
+    if (world.isMain) console.error(`warning: ${m}`);
+  };
+  const opened = openData({ paths, format: o.format, frames: o.frames, warn });
+  const common = {
+    size: o.size,
+    channels: Number(o.channels) as 1 | 3,
+    cacheDir: resolveCacheDir(o.cache, PACKAGE_ROOT),
+    progress: !o.json && world.isMain,
+    warn,
+  };
+  const t0 = performance.now();
+  const out: Record<string, unknown> = {};
+  if (opened.kind === "pool") {
+    const p = await preparePool(opened.pool, {
+      ...common,
+      align: o.align,
+      ...(world.distributed ? { group: world, workers: threads } : {}),
+    });
+    // Summed, not merged: the reader and the decoder can skip different files for one reason.
+    const skipped: Record<string, number> = { ...opened.pool.skipped.counts };
+    for (const [k, v] of Object.entries(p.skipped)) skipped[k] = (skipped[k] ?? 0) + v;
+    Object.assign(out, { images: p.n, skipped, from_cache: p.fromCache });
+  } else {
+    // Labeled sets decode quickly and are not shared out: rank 0 prepares them.
+    if (!world.isMain) return;
+    for (const split of splitNames(opened.dataset)) {
+      const s = await prepareSplit(opened.dataset, split, common);
+      out[split] = { images: s.n, skipped: s.skipped };
+    }
+  }
+  out.seconds = (performance.now() - t0) / 1000;
+  if (world.distributed) out.world_size = world.worldSize;
+  if (!world.isMain) return;
+  if (o.json) console.log(JSON.stringify(out));
+  else
+    console.log(
+      Object.entries(out)
+        .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+        .join("\n"),
+    );
 }

@@ -201,19 +201,30 @@ export interface CacheOptions {
 }
 
 /**
+ * The images for `files` under `settings` when a valid cache of them exists, else null (nothing
+ * is made or removed).
+ */
+export function readCachedImages(o: Omit<CacheOptions, "produce">): (ImageSet & { fromCache: true; cachePath: string }) | null {
+  const key = cacheKey(o.files, o.settings);
+  const dir = path.join(o.cacheDir, `${o.name}-${key.slice(0, 16)}`);
+  if (!existsSync(dir)) return null;
+  const found = validManifest(dir, key, sourceStamps(o.files), () => contentDigest(o.files));
+  return found === null ? null : { ...loadImages(dir, found), fromCache: true, cachePath: dir };
+}
+
+/**
  * Returns the images for `files` under `settings`: read from the cache when it is
  * valid, else produced, written atomically, and returned. Older caches of the same
  * `name` are removed after a successful build.
  */
 export async function cachedImages(o: CacheOptions): Promise<ImageSet & { fromCache: boolean; cachePath: string }> {
+  const hit = readCachedImages(o);
+  if (hit !== null) return hit;
   const key = cacheKey(o.files, o.settings);
   const dir = path.join(o.cacheDir, `${o.name}-${key.slice(0, 16)}`);
   const stamps = sourceStamps(o.files);
-  let content: string | undefined;
-  const digest = (): string => (content ??= contentDigest(o.files));
-  const found = existsSync(dir) ? validManifest(dir, key, stamps, digest) : null;
-  if (found !== null) return { ...loadImages(dir, found), fromCache: true, cachePath: dir };
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  const digest = (): string => contentDigest(o.files);
 
   // Stamped and hashed before the images are made: a file that changes during the build fails the next check.
   const head = { key, stamps, content: digest(), name: o.name, settings: o.settings };

@@ -4,8 +4,9 @@
  * FER2013's framing, resize -> cache -> `[n, C, H, W]` uint8. Photos with no face are
  * skipped and counted. Already-cropped pools can be resized instead (`align: "resize"`).
  */
-import { cachedImages } from "./cache.js";
-import { SkipLog, type UnlabeledPool } from "./dataset.js";
+import { createHash } from "node:crypto";
+import { cachedImages, readCachedImages } from "./cache.js";
+import { DataError, SkipLog, type UnlabeledPool } from "./dataset.js";
 import { decodeBatch, toPlanar, type ImageSet } from "./image.js";
 import { createProgress } from "../util/progress.js";
 
@@ -37,12 +38,38 @@ export interface PoolPrepareOptions {
   progress?: boolean;
   /** Receives a line naming a photo that gave no image, with the reason (the first 3 of each reason). */
   warn?: (message: string) => void;
+  /** Detection threads (default: 2, or the cores when fewer). */
+  workers?: number;
+  /**
+   * The ranks of a data-parallel job: when the cache is missing on any of them, each rank detects
+   * and aligns its contiguous share of the photos and every rank receives all of them.
+   */
+  group?: ShardGroup;
 }
 
-async function detectAligned(files: readonly string[], size: number, channels: 1 | 3, progress: boolean, log: SkipLog): Promise<ImageSet> {
+/** What sharded preparation needs from a process group (src/train/data_parallel.ts provides it). */
+export interface ShardGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** This rank's contiguous share `[lo, hi)` of `n` items. */
+  shard(n: number, rank?: number): [number, number];
+  /** Whether `flag` holds on any rank. */
+  any(flag: boolean): boolean;
+  /** Every rank's bytes, in rank order. */
+  gatherBytes(bytes: Uint8Array): Uint8Array[];
+}
+
+async function detectAligned(
+  files: readonly string[],
+  size: number,
+  channels: 1 | 3,
+  progress: boolean,
+  log: SkipLog,
+  workers: number | undefined,
+): Promise<ImageSet> {
   const { detectAndAlign } = await import("../faces/index.js");
   const bar = progress ? createProgress("detect+align", files.length) : null;
-  const r = await detectAndAlign(files, { size, channels, onProgress: (done) => bar?.update(done) });
+  const r = await detectAndAlign(files, { size, channels, workers, onProgress: (done) => bar?.update(done) });
   bar?.stop();
   const per = channels * size * size;
   const kept = r.results.flatMap((x, i) => (x.status === "ok" && x.faces.length > 0 ? [i] : []));
@@ -73,7 +100,17 @@ export async function preparePool(pool: UnlabeledPool, o: PoolPrepareOptions): P
   const files = pool.samples.map((s) => s.path);
   const progress = o.progress !== false;
   const log = new SkipLog(o.warn);
-  const set = await cachedImages({
+  const produce = async (f: readonly string[]): Promise<ImageSet> => {
+    if (align === "detect") return detectAligned(f, o.size, o.channels, progress, log, o.workers);
+    const bar = progress ? createProgress("decoding pool", f.length) : null;
+    const out = await decodeBatch(f, o.size, o.channels, {
+      onProgress: (d) => bar?.update(d),
+      onSkip: (file, _message, reason, detail) => log.add(reason, file, detail),
+    });
+    bar?.stop();
+    return out;
+  };
+  const cache = {
     cacheDir: o.cacheDir,
     name: `pool-${pool.name}-${align}-${o.size}x${o.size}x${o.channels}`.replace(/[^A-Za-z0-9_.+-]/g, "_"),
     files,
@@ -84,17 +121,18 @@ export async function preparePool(pool: UnlabeledPool, o: PoolPrepareOptions): P
       // The engine is part of the key: libtorch and tfjs-wasm give faces that differ by rounding.
       faces: align === "detect" ? "blazeface+facemesh on libtorch (square input), FER2013_TEMPLATE v1" : null,
     },
-    produce: async (f) => {
-      if (align === "detect") return detectAligned(f, o.size, o.channels, progress, log);
-      const bar = progress ? createProgress("decoding pool", f.length) : null;
-      const out = await decodeBatch(f, o.size, o.channels, {
-        onProgress: (d) => bar?.update(d),
-        onSkip: (file, _message, reason, detail) => log.add(reason, file, detail),
-      });
-      bar?.stop();
-      return out;
-    },
-  });
+  };
+  let set: ImageSet & { fromCache: boolean };
+  if (o.group === undefined || o.group.worldSize === 1) set = await cachedImages({ ...cache, produce });
+  else {
+    const group = o.group;
+    const hit = readCachedImages(cache);
+    if (!group.any(hit === null)) set = hit as ImageSet & { fromCache: true };
+    else {
+      const made = await shardedImages(files, group, produce);
+      set = hit ?? { ...(await cachedImages({ ...cache, produce: () => Promise.resolve(made) })), fromCache: false };
+    }
+  }
   const idx = [...set.sourceIndex];
   return {
     images: set.pixels,
@@ -106,4 +144,48 @@ export async function preparePool(pool: UnlabeledPool, o: PoolPrepareOptions): P
     skipped: set.skipped,
     fromCache: set.fromCache,
   };
+}
+
+/**
+ * Each rank makes the images of its contiguous share of `files`; every rank gets them all, in
+ * file order (`sourceIndex` into the whole list), with the skips summed.
+ * @throws DataError when the ranks list different photos
+ */
+async function shardedImages(files: readonly string[], group: ShardGroup, produce: (f: readonly string[]) => Promise<ImageSet>): Promise<ImageSet> {
+  const listing = createHash("sha256").update(files.join("\n")).digest("hex").slice(0, 16);
+  const [lo, hi] = group.shard(files.length);
+  const mine = await produce(files.slice(lo, hi));
+  const head = Buffer.from(JSON.stringify({ listing, n: mine.n, shape: mine.shape, sourceIndex: [...mine.sourceIndex], skipped: mine.skipped }));
+  const packed = new Uint8Array(4 + head.length + mine.pixels.length);
+  new DataView(packed.buffer).setUint32(0, head.length);
+  packed.set(head, 4);
+  packed.set(mine.pixels, 4 + head.length);
+  const parts = group.gatherBytes(packed).map((b) => {
+    const length = new DataView(b.buffer, b.byteOffset).getUint32(0);
+    const h = JSON.parse(Buffer.from(b.subarray(4, 4 + length)).toString("utf8")) as {
+      listing: string;
+      n: number;
+      shape: [number, number, number];
+      sourceIndex: number[];
+      skipped: Record<string, number>;
+    };
+    return { ...h, pixels: b.subarray(4 + length) };
+  });
+  const other = parts.findIndex((p) => p.listing !== listing);
+  if (other >= 0)
+    throw new DataError(
+      `rank ${other} lists other photos in this pool than rank ${group.rank}: every machine needs the same files at the same paths`,
+    );
+  const pixels = new Uint8Array(parts.reduce((a, p) => a + p.pixels.length, 0));
+  const sourceIndex: number[] = [];
+  const skipped: Record<string, number> = {};
+  let off = 0;
+  parts.forEach((p, r) => {
+    pixels.set(p.pixels, off);
+    off += p.pixels.length;
+    const start = group.shard(files.length, r)[0];
+    for (const i of p.sourceIndex) sourceIndex.push(start + i);
+    for (const [k, v] of Object.entries(p.skipped)) skipped[k] = (skipped[k] ?? 0) + v;
+  });
+  return { pixels, shape: mine.shape, n: sourceIndex.length, sourceIndex: Int32Array.from(sourceIndex), skipped };
 }

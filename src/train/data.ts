@@ -12,6 +12,7 @@ import { defaultInputSize } from "../models/index.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import type { TrainConfig } from "./config.js";
 import { loadUnlabeledSet, subsetSplit, type UnlabeledSet } from "./unlabeled.js";
+import type { ShardGroup } from "../data/pool_prepare.js";
 
 /** The labeled splits of a config, each `[n, C, H, W]` uint8 at the model's input size. */
 export interface LabeledData {
@@ -78,9 +79,16 @@ export interface RunData extends LabeledData {
  * Loads the labeled splits, takes the few-label subset when the config asks for one (its
  * other images join the unlabeled set with their labels hidden) and, for semi-supervised
  * algorithms, builds the unlabeled set; logs one line of counts.
+ * @param pools how face pools are prepared: detection threads, and the ranks that share the work
  * @throws as {@link loadTrainData} and {@link loadUnlabeledSet}
  */
-export async function loadRunData(config: TrainConfig, dataRoot: string, log: (line: string) => void, progress: boolean): Promise<RunData> {
+export async function loadRunData(
+  config: TrainConfig,
+  dataRoot: string,
+  log: (line: string) => void,
+  progress: boolean,
+  pools: { workers?: number; group?: ShardGroup } = {},
+): Promise<RunData> {
   const data = await loadTrainData(config, dataRoot, log, progress);
   const perClass = config.data.labelsPerClass;
   const few = perClass === null ? null : fewLabelSplit([...data.train.labels], perClass, config.seed);
@@ -96,6 +104,7 @@ export async function loadRunData(config: TrainConfig, dataRoot: string, log: (l
           trainIndices: few === null ? [...data.train.labels.keys()] : few.unlabeled,
           log,
           progress,
+          ...pools,
         });
   const d = config.data;
   const sources = Object.entries(unlabeled?.sources ?? {})

@@ -367,6 +367,7 @@ function startEvent(run: Run): Record<string, unknown> {
     eval_precision: run.evalPrecision,
     native_bf16: torch.cpuHasNativeBf16(),
     classes: run.classes,
+    n_params: run.model.numParameters(),
     n_train: run.labeled.n,
     n_val: run.val.n,
     n_unlabeled: run.unlabeled?.n ?? 0,

@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import { openData } from "../data/open.js";
-import { preparePool } from "../data/pool_prepare.js";
+import { preparePool, type ShardGroup } from "../data/pool_prepare.js";
 import { gatherImages, imageBytes, type PreparedSplit } from "../data/prepare.js";
 import { DataError, type UnlabeledPool, type UnlabeledSample } from "../data/dataset.js";
 import { Rng, shuffleInPlace } from "../data/sampler.js";
@@ -37,6 +37,10 @@ export interface UnlabeledOptions {
   trainIndices: readonly number[];
   log: (line: string) => void;
   progress: boolean;
+  /** Detection threads for pools (default: the face module's). */
+  workers?: number;
+  /** The ranks of a data-parallel run: a pool missing from a rank's cache is prepared in shards over all ranks. */
+  group?: ShardGroup;
 }
 
 /**
@@ -73,6 +77,8 @@ export async function loadUnlabeledSet(o: UnlabeledOptions): Promise<UnlabeledSe
       cacheDir: o.cacheDir,
       align,
       progress: o.progress,
+      workers: o.workers,
+      group: o.group,
     });
     if (pool.shape.some((d, i) => d !== shape[i]))
       throw new Error(`pool images are [${pool.shape.join(", ")}], the model needs [${shape.join(", ")}]`);
