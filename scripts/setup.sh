@@ -33,10 +33,11 @@ fi
 apt_install make g++ python3 libopenblas0-pthread ffmpeg libgloo-dev
 
 # The tests also open reports in a real browser (Debian's Chromium, driven by playwright-core),
-# write PyTorch/TorchScript/ONNX files to check they are refused (python3-torch), and a real
-# HEIC photo (heif-enc from libheif-examples).
+# write PyTorch/TorchScript/ONNX files to check they are refused (python3-torch), a real
+# HEIC photo (heif-enc from libheif-examples), and join two "machines" made of network
+# namespaces for the data-parallel tests (ip from iproute2).
 if [ "${1:-}" = "--test" ]; then
-  apt_install chromium python3-torch libheif-examples
+  apt_install chromium python3-torch libheif-examples iproute2
 fi
 
 # 2. npm dependencies, when package-lock.json changed since the last install.

@@ -12,6 +12,20 @@ import { randomBytes } from "node:crypto";
 import * as torch from "../torch/index.js";
 import type { nn, Tensor } from "../torch/index.js";
 
+/** Bytes per element of each dtype. */
+const BYTES: Record<torch.DType, number> = {
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
+};
+
 /** DDP's default bucket size (25 MiB of float32 gradients). */
 const BUCKET_BYTES = 25 * 1024 * 1024;
 
@@ -32,6 +46,22 @@ export class DataParallel {
 
   /** One process, no group. */
   static readonly single = new DataParallel(0, 1);
+
+  /** Time this rank spent in collectives (waiting for the others included), in milliseconds, since it was made. */
+  commMs = 0;
+  /** Bytes this rank handed to collectives (its own tensors' sizes), since it was made. */
+  commBytes = 0;
+
+  /** Runs one collective on `t`, counting its time and bytes. */
+  #collective<T>(t: Tensor, fn: () => T): T {
+    const t0 = performance.now();
+    try {
+      return fn();
+    } finally {
+      this.commMs += performance.now() - t0;
+      this.commBytes += t.numel * BYTES[t.dtype];
+    }
+  }
 
   /** The world of the process group this process joined (one process when it joined none). */
   static current(): DataParallel {
@@ -70,11 +100,11 @@ export class DataParallel {
   }
 
   #broadcastInPlace(t: Tensor): void {
-    if (t.isContiguous()) torch.distributed.broadcast(t, 0);
+    if (t.isContiguous()) this.#collective(t, () => torch.distributed.broadcast(t, 0));
     else
       torch.tidy(() => {
         const c = t.contiguous();
-        torch.distributed.broadcast(c, 0);
+        this.#collective(c, () => torch.distributed.broadcast(c, 0));
         t.copy_(c);
       });
   }
@@ -109,7 +139,7 @@ export class DataParallel {
     torch.tidy(() => {
       const grads = params.map((p) => p.grad as Tensor);
       const flat = torch.cat(grads.map((g) => g.reshape(-1)));
-      torch.distributed.allReduce(flat, "mean");
+      this.#collective(flat, () => torch.distributed.allReduce(flat, "mean"));
       let off = 0;
       for (const g of grads) {
         const n = g.numel;
@@ -124,7 +154,7 @@ export class DataParallel {
     if (!this.distributed || values.length === 0) return [...values];
     return torch.tidy(() => {
       const t = torch.fromArray(Float64Array.from(values), [values.length], "float64");
-      torch.distributed.allReduce(t, "sum");
+      this.#collective(t, () => torch.distributed.allReduce(t, "sum"));
       return Array.from(t.toArray() as Float64Array);
     });
   }
@@ -148,12 +178,10 @@ export class DataParallel {
     const most = Math.ceil(n / this.worldSize);
     const padded = make(most * cols);
     padded.set(local);
-    const all = torch.tidy(
-      () =>
-        torch.distributed
-          .allGather(torch.fromArray(padded, [most, cols], local instanceof Float64Array ? "float64" : "float32"))
-          .toArray() as T,
-    );
+    const all = torch.tidy(() => {
+      const t = torch.fromArray(padded, [most, cols], local instanceof Float64Array ? "float64" : "float32");
+      return this.#collective(t, () => torch.distributed.allGather(t)).toArray() as T;
+    });
     const out = make(n * cols);
     for (let r = 0; r < this.worldSize; r++) {
       const [a, b] = this.shard(n, r);
@@ -169,7 +197,10 @@ export class DataParallel {
     const most = Math.max(...lengths);
     const padded = new Uint8Array(Math.max(1, most));
     padded.set(bytes);
-    const all = torch.tidy(() => torch.distributed.allGather(torch.fromArray(padded, [padded.length], "uint8")).toArray() as Uint8Array);
+    const all = torch.tidy(() => {
+      const t = torch.fromArray(padded, [padded.length], "uint8");
+      return this.#collective(t, () => torch.distributed.allGather(t)).toArray() as Uint8Array;
+    });
     return lengths.map((l, r) => all.slice(r * padded.length, r * padded.length + l));
   }
 
@@ -182,14 +213,14 @@ export class DataParallel {
   broadcastBytes(bytes: Uint8Array | null): Uint8Array {
     if (!this.distributed) return bytes ?? new Uint8Array(0);
     const n = torch.fromArray(Float64Array.from([this.isMain ? (bytes as Uint8Array).length : 0]), [1], "float64");
-    torch.distributed.broadcast(n, 0);
+    this.#collective(n, () => torch.distributed.broadcast(n, 0));
     const length = (n.toArray() as Float64Array)[0];
     n.dispose();
     const buf = new Uint8Array(Math.max(1, length));
     if (this.isMain) buf.set(bytes as Uint8Array);
     return torch.tidy(() => {
       const t = torch.fromArray(buf, [buf.length], "uint8");
-      torch.distributed.broadcast(t, 0);
+      this.#collective(t, () => torch.distributed.broadcast(t, 0));
       return (t.toArray() as Uint8Array).slice(0, length);
     });
   }
@@ -200,9 +231,10 @@ export class DataParallel {
   }
 
   #allGatherInts(values: number[]): number[][] {
-    const all = torch.tidy(
-      () => torch.distributed.allGather(torch.fromArray(Float64Array.from(values), [values.length], "float64")).toArray() as Float64Array,
-    );
+    const all = torch.tidy(() => {
+      const t = torch.fromArray(Float64Array.from(values), [values.length], "float64");
+      return this.#collective(t, () => torch.distributed.allGather(t)).toArray() as Float64Array;
+    });
     return Array.from({ length: this.worldSize }, (_, r) => Array.from(all.subarray(r * values.length, (r + 1) * values.length)));
   }
 }

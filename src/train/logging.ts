@@ -9,6 +9,7 @@ import { PseudoStats } from "./pseudo_stats.js";
 import type { Clock, EpochReport, Persistent, RunPart, StepResult } from "./parts.js";
 import type { Run } from "./run.js";
 import type { EventWriter } from "./run_log.js";
+import { DataParallel } from "./data_parallel.js";
 
 const pct = (x: unknown): string => (typeof x === "number" ? `${(100 * x).toFixed(1)} %` : "n/a");
 
@@ -40,20 +41,27 @@ export class ProgressBar implements RunPart {
   }
 }
 
-/** Writes a `step` event every `train.logEvery` steps: mean loss and logs, lr, img/s, steps/s. */
+/**
+ * Writes a `step` event every `train.logEvery` steps: mean loss and logs, lr, img/s, steps/s; in
+ * a data-parallel run also rank 0's share of the wall time spent in collectives (`comm_share`,
+ * waiting for slower ranks included) and the bytes it handed to them per step (`comm_bytes`).
+ */
 export class StepLog implements RunPart {
   #start = performance.now();
   #steps = 0;
   #loss = 0;
   #logs: Record<string, number> = {};
+  #comm = { ms: 0, bytes: 0 };
 
   constructor(
     readonly every: number,
     readonly out: EventWriter,
+    readonly world: DataParallel = DataParallel.single,
   ) {}
 
   beforeRun(): void {
     this.#start = performance.now();
+    this.#comm = { ms: this.world.commMs, bytes: this.world.commBytes };
   }
 
   afterTrainStep(s: StepResult): void {
@@ -71,7 +79,14 @@ export class StepLog implements RunPart {
       lr: s.lr,
       img_s: (n * s.batchSize) / secs,
       steps_s: n / secs,
+      ...(this.world.distributed
+        ? {
+            comm_share: (this.world.commMs - this.#comm.ms) / 1000 / secs,
+            comm_bytes: (this.world.commBytes - this.#comm.bytes) / n,
+          }
+        : {}),
     });
+    this.#comm = { ms: this.world.commMs, bytes: this.world.commBytes };
     this.#start = performance.now();
     this.#steps = 0;
     this.#loss = 0;

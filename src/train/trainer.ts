@@ -115,7 +115,7 @@ function buildParts(run: Run, out: EventWriter, o: TrainOptions): Parts {
   const all: RunPart[] = [
     clock,
     new ProgressBar(run, o.progress !== false),
-    new StepLog(run.config.train.logEvery, out),
+    new StepLog(run.config.train.logEvery, out, run.world),
     new MemoryTrim(run.config.train.logEvery),
     new EpochLog(run, clock, out, log),
     new ThresholdUpdate(run, evaluation, out),
