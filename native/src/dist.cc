@@ -7,6 +7,7 @@
 #define USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <chrono>
 #include <memory>
@@ -84,6 +85,81 @@ void Init(Args& a) {
   g_group = std::move(group);
 }
 
+// Sums `t` (float32, contiguous) over the ranks, in place.
+void AllReduceSum(at::Tensor& t, const char* op) {
+  Group& g = Current(op);
+  std::vector<at::Tensor> ts{t};
+  c10d::AllreduceOptions opts;
+  opts.timeout = g.timeout;
+  Wait(g.pg->allreduce(ts, opts), g, op);
+}
+
+// Synchronised batch normalisation in training mode: the batch statistics are those of every
+// rank's batch together, as PyTorch's SyncBatchNorm computes them (torch/nn/modules/_functions.py):
+// forward all-reduces the per-channel count, sum and sum of squares; backward all-reduces
+// sum(dy) and sum(dy * (x - mean)). Statistics in float32 whatever x's dtype (bf16 under autocast).
+struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
+  // x [N, C, ...]; weight, bias [C] or undefined; running stats [C] or undefined, updated in place.
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor x, at::Tensor weight, at::Tensor bias,
+                            at::Tensor running_mean, at::Tensor running_var, double momentum, double eps) {
+    const int64_t C = x.size(1);
+    std::vector<int64_t> dims{0};
+    for (int64_t d = 2; d < x.dim(); d++) dims.push_back(d);
+    const at::Tensor xf = x.to(at::kFloat);
+    at::Tensor stats = at::cat({at::full({1}, static_cast<double>(x.numel() / C), xf.options()), xf.sum(dims),
+                                xf.square().sum(dims)})
+                           .contiguous();
+    AllReduceSum(stats, "syncBatchNorm");
+    const at::Tensor count = stats.narrow(0, 0, 1);
+    const at::Tensor mean = stats.narrow(0, 1, C) / count;
+    const at::Tensor var = (stats.narrow(0, 1 + C, C) / count - mean.square()).clamp_min(0);
+    const at::Tensor invstd = (var + eps).rsqrt();
+    const double n = count.item<double>();
+    TORCH_CHECK(n > 1, "syncBatchNorm: expected more than 1 value per channel over all ranks when training");
+    if (running_mean.defined()) {
+      at::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(mean, momentum);
+      running_var.mul_(1 - momentum).add_(var * (n / (n - 1)), momentum);
+    }
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[1] = C;
+    const at::Tensor xhat = (xf - mean.view(shape)) * invstd.view(shape);
+    at::Tensor y = xhat;
+    if (weight.defined()) y = y * weight.to(at::kFloat).view(shape);
+    if (bias.defined()) y = y + bias.to(at::kFloat).view(shape);
+    ctx->save_for_backward({xhat, invstd, weight});
+    ctx->saved_data["n"] = n;
+    ctx->saved_data["has_bias"] = bias.defined();
+    ctx->saved_data["dtype"] = static_cast<int64_t>(x.scalar_type());
+    return y.to(x.scalar_type());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &xhat = saved[0], &invstd = saved[1], &weight = saved[2];
+    const double n = ctx->saved_data["n"].toDouble();
+    const int64_t C = xhat.size(1);
+    std::vector<int64_t> dims{0};
+    for (int64_t d = 2; d < xhat.dim(); d++) dims.push_back(d);
+    std::vector<int64_t> shape(xhat.dim(), 1);
+    shape[1] = C;
+    const at::Tensor dy = grads[0].to(at::kFloat);
+    const at::Tensor local_dy = dy.sum(dims);
+    const at::Tensor local_dy_xhat = (dy * xhat).sum(dims);
+    at::Tensor sums = at::cat({local_dy, local_dy_xhat}).contiguous();
+    AllReduceSum(sums, "syncBatchNorm backward");
+    const at::Tensor mean_dy = (sums.narrow(0, 0, C) / n).view(shape);
+    const at::Tensor mean_dy_xhat = (sums.narrow(0, C, C) / n).view(shape);
+    at::Tensor scale = invstd.view(shape);
+    if (weight.defined()) scale = scale * weight.to(at::kFloat).view(shape);
+    const at::Tensor dx = ((dy - mean_dy - xhat * mean_dy_xhat) * scale).to(static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt()));
+    // The parameters' gradients are this rank's own; data-parallel training averages them afterwards.
+    at::Tensor dweight = weight.defined() ? local_dy_xhat.to(weight.scalar_type()) : at::Tensor();
+    at::Tensor dbias = ctx->saved_data["has_bias"].toBool() ? local_dy : at::Tensor();
+    return {dx, dweight, dbias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 std::vector<OpDef> DistOps() {
@@ -126,6 +202,13 @@ std::vector<OpDef> DistOps() {
            opts.timeout = g.timeout;
            Wait(g.pg->allgather(output, input, opts), g, "allGather");
            return at::stack(output[0]);
+         }),
+      // syncBatchNorm(x, weight?, bias?, running_mean?, running_var?, momentum, eps): training mode.
+      Op("syncBatchNorm",
+         [](Args& a) {
+           Current("syncBatchNorm");
+           auto opt = [](const c10::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); };
+           return SyncBatchNorm::apply(a.T(0), opt(a.OptT(1)), opt(a.OptT(2)), opt(a.OptT(3)), opt(a.OptT(4)), a.D(5), a.D(6));
          }),
       Void("distBarrier",
            [](Args&) {

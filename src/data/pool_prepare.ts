@@ -151,11 +151,17 @@ export async function preparePool(pool: UnlabeledPool, o: PoolPrepareOptions): P
  * file order (`sourceIndex` into the whole list), with the skips summed.
  * @throws DataError when the ranks list different photos
  */
-async function shardedImages(files: readonly string[], group: ShardGroup, produce: (f: readonly string[]) => Promise<ImageSet>): Promise<ImageSet> {
+async function shardedImages(
+  files: readonly string[],
+  group: ShardGroup,
+  produce: (f: readonly string[]) => Promise<ImageSet>,
+): Promise<ImageSet> {
   const listing = createHash("sha256").update(files.join("\n")).digest("hex").slice(0, 16);
   const [lo, hi] = group.shard(files.length);
   const mine = await produce(files.slice(lo, hi));
-  const head = Buffer.from(JSON.stringify({ listing, n: mine.n, shape: mine.shape, sourceIndex: [...mine.sourceIndex], skipped: mine.skipped }));
+  const head = Buffer.from(
+    JSON.stringify({ listing, n: mine.n, shape: mine.shape, sourceIndex: [...mine.sourceIndex], skipped: mine.skipped }),
+  );
   const packed = new Uint8Array(4 + head.length + mine.pixels.length);
   new DataView(packed.buffer).setUint32(0, head.length);
   packed.set(head, 4);

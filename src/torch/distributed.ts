@@ -158,3 +158,37 @@ export function allGather(t: Tensor): Tensor {
 export function barrier(): void {
   guard("barrier", () => native.distBarrier());
 }
+
+/**
+ * Batch normalisation in training mode over every rank's batch together (PyTorch's
+ * `SyncBatchNorm`): the per-channel mean and variance are those of all ranks' `x`, the running
+ * statistics move with them (unbiased variance), and the backward pass all-reduces sum(dy) and
+ * sum(dy * xhat) so each rank's input gradient is exact. The weight and bias gradients are this
+ * rank's own (data-parallel training averages them). Every rank must call it for the same layers
+ * in the same order.
+ * @param x `[N, C, ...]` float32 or bfloat16 (statistics are float32)
+ * @param weight, bias `[C]` or null; runningMean, runningVar `[C]` float32 or null (updated in place)
+ * @throws DistributedError when a peer died or the collective timed out, or outside a process group
+ */
+export function syncBatchNorm(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  o: { momentum?: number; eps?: number } = {},
+): Tensor {
+  return TensorClass.fromHandle(
+    guard("syncBatchNorm", () =>
+      native.syncBatchNorm(
+        x.handle,
+        weight?.handle,
+        bias?.handle,
+        runningMean?.handle,
+        runningVar?.handle,
+        o.momentum ?? 0.1,
+        o.eps ?? 1e-5,
+      ),
+    ),
+  );
+}

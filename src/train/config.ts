@@ -251,6 +251,11 @@ export const TrainConfigSchema = z
          * the weak view), for long supervised fine-tuning; false = the plain images.
          */
         augment: z.union([z.boolean(), z.enum(["weak", "strong"])]).default(true),
+        /**
+         * Data-parallel runs: batch norms normalise over every rank's batch together (PyTorch's
+         * SyncBatchNorm) instead of each rank's own; no effect in one process.
+         */
+        syncBatchNorm: z.boolean().default(false),
         /** Log the step loss every this many steps. */
         logEvery: z.number().int().positive().default(50),
         /**

@@ -141,6 +141,8 @@ export async function buildRun(
   config = { ...config, train: { ...config.train, precision }, eval: { ...config.eval, precision: evalPrecision } };
   if (config.model.init !== null && o.fresh) initWeights(model, config.model.init, config, data.classes, data.labeled.shape[0]);
   world.broadcastModule(model);
+  if (world.distributed && config.train.syncBatchNorm)
+    o.log(`model: ${torch.nn.convertSyncBatchNorm(model)} batch norms synchronised across the ranks`);
   // Ranks other than 0 draw their own dropout masks (rank 0 keeps the one-process stream).
   if (world.rank > 0) torch.manualSeed(config.seed + 1_000_003 * world.rank);
   const ema = config.train.emaDecay > 0 ? new EmaTeacher(model, createModel(config.model.name, modelOptions), config.train.emaDecay) : null;

@@ -4,6 +4,7 @@
  */
 import { empty, full, ones, zeros } from "../creation.js";
 import * as F from "../functional.js";
+import * as distributed from "../distributed.js";
 import { noGrad } from "../runtime.js";
 import type { Tensor } from "../tensor.js";
 import { fans, kaimingUniform_, uniform_ } from "./init.js";
@@ -78,9 +79,13 @@ export interface BatchNormConfig {
 
 /**
  * Batch normalisation of `[N, C, H, W]` per channel. Parameters `weight`, `bias`;
- * buffers `running_mean`, `running_var`, `num_batches_tracked` (int64), as in PyTorch.
+ * buffers `running_mean`, `running_var`, `num_batches_tracked` (int64), as in PyTorch. With
+ * `sync` set ({@link convertSyncBatchNorm}) and a process group joined, training mode normalises
+ * over every rank's batch together (PyTorch's SyncBatchNorm).
  */
 export class BatchNorm2d extends Module {
+  /** Normalise over all ranks' batches in training mode (when in a process group). */
+  sync = false;
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
   readonly runningMean: Tensor | null;
@@ -105,6 +110,11 @@ export class BatchNorm2d extends Module {
   forward(x: Tensor): Tensor {
     const useBatchStats = this.training || this.runningMean === null;
     if (this.training && this.numBatchesTracked !== null) noGrad(() => this.numBatchesTracked?.add_(1));
+    if (this.sync && this.training && distributed.isInitialized())
+      return distributed.syncBatchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, {
+        momentum: this.momentum,
+        eps: this.eps,
+      });
     return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, {
       training: useBatchStats,
       momentum: this.momentum,
@@ -118,6 +128,21 @@ export class BatchNorm2d extends Module {
  * parameters, buffers and statistics as {@link BatchNorm2d} (libtorch's batch norm takes any rank).
  */
 export class BatchNorm1d extends BatchNorm2d {}
+
+/**
+ * Makes every batch norm of `module` synchronised across the ranks of the process group (in place,
+ * as PyTorch's `SyncBatchNorm.convert_sync_batchnorm` returns a converted copy).
+ * @returns the number of batch norms converted
+ */
+export function convertSyncBatchNorm(module: Module): number {
+  let n = 0;
+  for (const [, m] of module.namedModules())
+    if (m instanceof BatchNorm2d) {
+      m.sync = true;
+      n++;
+    }
+  return n;
+}
 
 /** Dropout with probability `p`, active only in training mode. */
 export class Dropout extends Module {
