@@ -394,7 +394,7 @@ describe("predict on real photos with the shipped model", () => {
     );
     refused(
       editedModel("rgb-input.safetensors", (c) => (c.input = [3, 48, 48])),
-      /the model card's input \[3, 48, 48\] \(\[C, H, W\]\) does not fit the weights of its vgg-fer/,
+      /the model card's input \[3, 48, 48\] \(\[C, H, W\]\) does not fit the weights of its faceres: .*1 channels/,
     );
     refused(
       editedModel("bad-json.safetensors", () => undefined, '{"name": "vgg-fer", '),

@@ -84,7 +84,7 @@ describe("--crops: each image is one face", () => {
       assert.equal(f.align, "resize");
       assert.equal(f.detection_score, null);
       // The eval path: the crop's gray pixels straight into the model, flip-averaged as predict does.
-      const probs = classifier.classifyPlanar(await decodeGray(files[i], 48), { tta: true });
+      const probs = classifier.classifyPlanar(await decodeGray(files[i], classifier.size), { tta: true });
       assert.equal(f.label, classifier.classes[argmax(Array.from(probs))], `${e.file}: same label as the eval path`);
       classifier.classes.forEach((c, k) => assert.ok(Math.abs(f.probs[c] - probs[k]) < 1e-5, `${c}: ${f.probs[c]} vs ${probs[k]}`));
     }
@@ -264,7 +264,7 @@ describe("--max-faces and --save-crops", () => {
       .extractChannel(0)
       .raw()
       .toBuffer();
-    assert.deepEqual(saved, Buffer.from(await decodeGray(file, 48)));
+    assert.deepEqual(saved, Buffer.from(await decodeGray(file, classifier.size)));
   });
 
   test("a video: --max-faces 1 gives one row per frame; --save-crops one PNG per row; --boxes with a frame", async () => {

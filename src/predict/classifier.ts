@@ -13,7 +13,7 @@ import * as torch from "../torch/index.js";
 import type { nn } from "../torch/index.js";
 
 /** The model that ships with ferkit (see `models/README.md`, its model card). */
-export const DEFAULT_MODEL = path.join(PACKAGE_ROOT, "models", "ferkit-vgg-fer2013.safetensors");
+export const DEFAULT_MODEL = path.join(PACKAGE_ROOT, "models", "ferkit-faceres-fer2013.safetensors");
 
 /** A classifier of aligned faces. Dispose it to free the native weights. */
 export class FaceClassifier {
@@ -30,8 +30,8 @@ export class FaceClassifier {
   /**
    * Loads a model file or a run folder (default: {@link DEFAULT_MODEL}).
    * @param o.precision "auto" (default): bf16 where the CPU has native bfloat16, else fp32. On
-   *   the default model bf16 classifies 2.4x faster, with PrivateTest accuracy 68.98 % against
-   *   68.87 % and macro-F1 66.33 % against 66.24 % (flip averaging; docs/prediction.md).
+   *   the default model (FaceRes, 96x96 gray) bf16 gives PrivateTest accuracy 69.77 % against
+   *   69.49 % and macro-F1 67.27 % against 67.01 % (flip averaging; models/README.md).
    * @throws ConfigError naming the file when it is missing, not a ferkit model, or its weights do
    *   not fit its architecture
    */
@@ -45,7 +45,7 @@ export class FaceClassifier {
     return this.card.classes;
   }
 
-  /** Crop side in pixels the model takes (48 for VGG-FER on FER2013). */
+  /** Crop side in pixels the model takes (96 for the default FaceRes model, 48 for VGG-FER). */
   get size(): number {
     return this.card.input[1];
   }

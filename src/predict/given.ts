@@ -19,6 +19,7 @@ import type { FaceClassifier } from "./classifier.js";
 import type { CropWriter } from "./crops.js";
 import { PREDICT_LANDMARKS, facePrediction, predictOutputs, type FacePrediction, type ImagePrediction } from "./images.js";
 import { alignLocated, locateBoxFaces, locateCropFace, type GivenAlign, type LocatedFace } from "./locate.js";
+import { decodeResized } from "../data/image.js";
 
 /** Options of {@link predictCrops} and {@link predictBoxes}. */
 export interface PredictGivenOptions {
@@ -63,6 +64,15 @@ async function openDetector(o: PredictGivenOptions, files: number): Promise<{ de
   return { detector: d, close: () => d.dispose() };
 }
 
+/** `[C, H, W]` planar pixels as `H x W x C` interleaved ones. */
+function interleaved(planar: Uint8Array, channels: number): Uint8Array {
+  if (channels === 1) return planar;
+  const n = planar.length / channels;
+  const out = new Uint8Array(planar.length);
+  for (let i = 0; i < n; i++) for (let c = 0; c < channels; c++) out[i * channels + c] = planar[c * n + i];
+  return out;
+}
+
 async function runGiven(
   files: readonly string[],
   classifier: FaceClassifier,
@@ -101,6 +111,14 @@ async function runGiven(
       faces = faces.filter((f) => keep.has(f));
     }
     const crops = alignLocated(image, faces, { size: classifier.size, channels: classifier.channels });
+    // A crop aligned by resizing is made as the eval path makes it (libvips' resize of the file),
+    // not by the warp's bilinear sampling: a FER2013 crop gets the eval path's answer at any input size.
+    for (const [k, face] of faces.entries())
+      if (face.align === "resize")
+        crops[k] = {
+          ...crops[k],
+          pixels: interleaved(await decodeResized(file, classifier.size, classifier.channels), classifier.channels),
+        };
     return { entry: { file, ...size, faces: [], ...located.entry }, crops, faces, scale };
   };
   const lane = async (): Promise<void> => {

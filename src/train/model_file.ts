@@ -59,7 +59,7 @@ export function shippedModels(): string[] {
 
 /**
  * The model file a `--model` argument means: a run folder's `model.safetensors`, a file, or the
- * name of a shipped model (`ferkit-vgg-fer2013` is `models/ferkit-vgg-fer2013.safetensors`).
+ * name of a shipped model (`ferkit-faceres-fer2013` is `models/ferkit-faceres-fer2013.safetensors`; `ferkit-vgg-fer2013` the earlier default).
  * @throws ConfigError naming the argument and the shipped models when none of these exists
  */
 export function resolveModelPath(fileOrRun: string): string {
