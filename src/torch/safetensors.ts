@@ -7,7 +7,7 @@
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { fromBytes } from "./creation.js";
-import type { DType, Tensor } from "./tensor.js";
+import { DTYPE_BYTES, type DType, type Tensor } from "./tensor.js";
 
 const TO_SAFETENSORS: Record<DType, string> = {
   float32: "F32",
@@ -22,18 +22,7 @@ const TO_SAFETENSORS: Record<DType, string> = {
   bool: "BOOL",
 };
 const FROM_SAFETENSORS = new Map(Object.entries(TO_SAFETENSORS).map(([k, v]) => [v, k as DType]));
-const ELEMENT_SIZE: Record<DType, number> = {
-  float32: 4,
-  float64: 8,
-  float16: 2,
-  bfloat16: 2,
-  int64: 8,
-  int32: 4,
-  int16: 2,
-  int8: 1,
-  uint8: 1,
-  bool: 1,
-};
+const ELEMENT_SIZE = DTYPE_BYTES;
 
 /** Header entry of one tensor. */
 interface HeaderEntry {

@@ -13,6 +13,20 @@ import { track, type Tracked } from "./scope.js";
 /** Element types, named as in PyTorch without the `torch.` prefix. */
 export type DType = "float32" | "float64" | "float16" | "bfloat16" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
 
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
+};
+
 /** Typed arrays a tensor can be created from or read into. */
 export type TypedArray = Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | Uint8Array | BigInt64Array;
 

@@ -12,20 +12,6 @@ import { randomBytes } from "node:crypto";
 import * as torch from "../torch/index.js";
 import type { nn, Tensor } from "../torch/index.js";
 
-/** Bytes per element of each dtype. */
-const BYTES: Record<torch.DType, number> = {
-  float32: 4,
-  float64: 8,
-  float16: 2,
-  bfloat16: 2,
-  int64: 8,
-  int32: 4,
-  int16: 2,
-  int8: 1,
-  uint8: 1,
-  bool: 1,
-};
-
 /** DDP's default bucket size (25 MiB of float32 gradients). */
 const BUCKET_BYTES = 25 * 1024 * 1024;
 
@@ -59,7 +45,7 @@ export class DataParallel {
       return fn();
     } finally {
       this.commMs += performance.now() - t0;
-      this.commBytes += t.numel * BYTES[t.dtype];
+      this.commBytes += t.numel * torch.DTYPE_BYTES[t.dtype];
     }
   }
 
