@@ -240,18 +240,25 @@ function differences(a: unknown, b: unknown, at = ""): string[] {
 }
 
 /**
- * Checks that a data-parallel run can split its batches and that every rank loaded the same data.
+ * Checks, before any data loads, that a data-parallel run can split its batches over the ranks.
  * @throws ConfigError on every rank alike
  */
-function checkWorld(run: Run): void {
-  const { world, config } = run;
-  if (!world.distributed) return;
+function checkBatchSplit(config: TrainConfig, world: DataParallel): void {
   const B = config.train.batchSize;
   const U = Math.round(("uratio" in config.algorithm ? config.algorithm.uratio : 0) * B);
   if (B % world.worldSize !== 0 || U % world.worldSize !== 0)
     throw new ConfigError(
       `train.batchSize ${B}${U > 0 ? ` (and its ${U} unlabeled images)` : ""} does not split evenly over ${world.worldSize} processes: the batch is the global batch, each rank takes batchSize / ${world.worldSize}; choose a multiple of ${world.worldSize}`,
     );
+}
+
+/**
+ * Checks that every rank of a data-parallel run loaded the same data.
+ * @throws ConfigError on every rank alike
+ */
+function checkSameData(run: Run): void {
+  const { world } = run;
+  if (!world.distributed) return;
   const digest = (labels: ArrayLike<number>): number => {
     let h = 7;
     for (let i = 0; i < labels.length; i++) h = (h * 31 + labels[i] + 1) % 2147483647;
@@ -287,6 +294,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const log = world.isMain ? (o.log ?? (() => {})) : () => {};
   const progress = world.isMain && o.progress !== false;
   const config = agreedConfig(o, world);
+  checkBatchSplit(config, world);
   const out = world.isMain ? new RunLog(path.join(o.runDir, "log.jsonl")) : noEvents;
   // A resumed run is locked before its data loads (another process may be training it).
   let release = o.resume && world.isMain ? acquireRunLock(o.runDir) : null;
@@ -298,7 +306,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     throw err;
   }
   try {
-    checkWorld(run);
+    checkSameData(run);
     const parts = buildParts(run, out, { ...o, log, progress });
     if (o.resume) {
       parts.checkpointer.restore();
