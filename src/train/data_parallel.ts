@@ -8,7 +8,6 @@
  * One process is the world of size 1: every method is then the identity and calls nothing
  * native, so the trainer has one code path.
  */
-import { randomBytes } from "node:crypto";
 import * as torch from "../torch/index.js";
 import type { nn, Tensor } from "../torch/index.js";
 
@@ -47,12 +46,6 @@ export class DataParallel {
       this.commMs += performance.now() - t0;
       this.commBytes += t.numel * torch.DTYPE_BYTES[t.dtype];
     }
-  }
-
-  /** The world of the process group this process joined (one process when it joined none). */
-  static current(): DataParallel {
-    const d = torch.distributed;
-    return d.isInitialized() ? new DataParallel(d.getRank(), d.getWorldSize()) : DataParallel.single;
   }
 
   /** Whether this rank writes the run's files and prints (rank 0). */
@@ -209,11 +202,6 @@ export class DataParallel {
       this.#collective(t, () => torch.distributed.broadcast(t, 0));
       return (t.toArray() as Uint8Array).slice(0, length);
     });
-  }
-
-  /** A value rank 0 chose (a random run id, a file name), the same on every rank. */
-  agreeOnToken(): string {
-    return Buffer.from(this.broadcastBytes(this.isMain ? randomBytes(8) : null)).toString("hex");
   }
 
   #allGatherInts(values: number[]): number[][] {
