@@ -205,11 +205,24 @@ export interface CacheOptions {
  * is made or removed).
  */
 export function readCachedImages(o: Omit<CacheOptions, "produce">): (ImageSet & { fromCache: true; cachePath: string }) | null {
+  return lookup(o).hit;
+}
+
+/** Where the cache of `o` lives, its key, the sources' stamps and content digest (computed once), and its images when valid. */
+function lookup(o: Omit<CacheOptions, "produce">): {
+  key: string;
+  dir: string;
+  stamps: ReturnType<typeof sourceStamps>;
+  digest: () => string;
+  hit: (ImageSet & { fromCache: true; cachePath: string }) | null;
+} {
   const key = cacheKey(o.files, o.settings);
   const dir = path.join(o.cacheDir, `${o.name}-${key.slice(0, 16)}`);
-  if (!existsSync(dir)) return null;
-  const found = validManifest(dir, key, sourceStamps(o.files), () => contentDigest(o.files));
-  return found === null ? null : { ...loadImages(dir, found), fromCache: true, cachePath: dir };
+  const stamps = sourceStamps(o.files);
+  let content: string | undefined;
+  const digest = (): string => (content ??= contentDigest(o.files));
+  const found = existsSync(dir) ? validManifest(dir, key, stamps, digest) : null;
+  return { key, dir, stamps, digest, hit: found === null ? null : { ...loadImages(dir, found), fromCache: true, cachePath: dir } };
 }
 
 /**
@@ -218,13 +231,9 @@ export function readCachedImages(o: Omit<CacheOptions, "produce">): (ImageSet & 
  * `name` are removed after a successful build.
  */
 export async function cachedImages(o: CacheOptions): Promise<ImageSet & { fromCache: boolean; cachePath: string }> {
-  const hit = readCachedImages(o);
+  const { key, dir, stamps, digest, hit } = lookup(o);
   if (hit !== null) return hit;
-  const key = cacheKey(o.files, o.settings);
-  const dir = path.join(o.cacheDir, `${o.name}-${key.slice(0, 16)}`);
-  const stamps = sourceStamps(o.files);
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-  const digest = (): string => contentDigest(o.files);
 
   // Stamped and hashed before the images are made: a file that changes during the build fails the next check.
   const head = { key, stamps, content: digest(), name: o.name, settings: o.settings };

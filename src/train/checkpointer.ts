@@ -76,7 +76,8 @@ export class Checkpointer implements RunPart {
   /** This rank's own state: its libtorch RNG and its per-rank parts. */
   #rankState(): { rng: string; parts: Record<string, unknown> } {
     const rng = torch.getRngState();
-    const bytes = Buffer.from((rng.toArray() as Uint8Array).buffer).toString("base64");
+    const state = rng.toArray() as Uint8Array;
+    const bytes = Buffer.from(state.buffer, state.byteOffset, state.byteLength).toString("base64");
     rng.dispose();
     return { rng: bytes, parts: Object.fromEntries(this.owners.filter((o) => o.perRank === true).map((o) => [o.key, o.state()])) };
   }

@@ -91,10 +91,13 @@ export class DataParallel {
   /**
    * Averages the gradients of `params` over the ranks, in buckets of at most 25 MiB (flattened,
    * all-reduced, copied back), as DDP's Reducer does after the backward pass (here after it ends,
-   * without overlap). A parameter without a gradient on this rank counts as a zero gradient.
+   * without overlap). A parameter with a gradient on some ranks only counts as zero on the others;
+   * one without a gradient on any rank keeps none, as in one process (the optimizer skips it).
    */
   averageGradients(params: readonly Tensor[]): void {
     if (!this.distributed) return;
+    const trained = params.filter((p) => p.requiresGrad);
+    const anywhere = this.sum(trained.map((p) => (p.grad === null ? 0 : 1)));
     torch.noGrad(() => {
       let bucket: Tensor[] = [];
       let bytes = 0;
@@ -103,8 +106,8 @@ export class DataParallel {
         bucket = [];
         bytes = 0;
       };
-      for (const p of params) {
-        if (!p.requiresGrad) continue;
+      for (const [i, p] of trained.entries()) {
+        if (anywhere[i] === 0) continue;
         if (p.grad === null) p.setGrad(torch.zerosLike(p));
         bucket.push(p);
         bytes += p.numel * 4;

@@ -217,8 +217,7 @@ function agreedConfig(o: TrainOptions, world: DataParallel): TrainConfig {
     Buffer.from(world.broadcastBytes(world.isMain ? Buffer.from(JSON.stringify(answer)) : null)).toString("utf8"),
   ) as typeof answer;
   if (got.error !== undefined) throw new ConfigError(got.error);
-  const main = got.config as TrainConfig;
-  if (o.resume) return { ...main, threads: o.threads ?? main.threads };
+  if (o.resume) return got.config as TrainConfig;
   const all = world.gatherJson({ ...(o.config as TrainConfig), threads: 0 });
   const diffs = all.flatMap((c, r) => differences(c, all[0]).map((d) => `rank ${r} ${d}`));
   if (diffs.length > 0)
