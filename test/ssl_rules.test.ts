@@ -15,7 +15,9 @@ import {
   FixedThreshold,
   FlexMatchThreshold,
   FreeMatchThreshold,
+  UnlabeledQuantileThreshold,
   classConfidence,
+  smoothedDtmOptions,
   createAlgorithm,
   guessLabels,
   maskedCrossEntropy,
@@ -24,6 +26,7 @@ import {
   type MaskInput,
 } from "../src/ssl/index.js";
 import { parseConfig, ConfigError } from "../src/train/config.js";
+import { holdoutSplit } from "../src/data/sampler.js";
 
 const DTM = { tauInit: 0.8, muMin: 0.8, tauReset: 0.8, momentum: 0.9, dynamic: true };
 
@@ -106,6 +109,95 @@ describe("DTM thresholds", () => {
     copy.loadStateDict(JSON.parse(JSON.stringify(r.stateDict())));
     assert.deepEqual(copy.thresholds(), r.thresholds());
     assert.throws(() => new DtmThreshold(7, DTM).loadStateDict(r.stateDict()), /array of 7 numbers/);
+  });
+});
+
+describe("DTM variants (not the paper)", () => {
+  test("smoothing correction: DTM on smoothed confidences moves as DTM on unsmoothed ones, mapped", () => {
+    const eps = 0.1;
+    const C = 3;
+    const map = (p: number) => p * (1 - eps) + eps / C;
+    const o = smoothedDtmOptions(DTM, eps, C);
+    assertAllClose([o.tauInit, o.muMin, o.tauReset], [map(0.8), map(0.8), map(0.8)], 1e-12);
+    assertClose(o.tauInit, 0.8 * 0.9 + 0.1 / 3, 1e-12);
+    // Unsmoothed confidences (class 0: mu 0.95; class 1: mu 0.85; class 2: mu 0.75 < 0.8) and
+    // the same rows as a label-smoothed model gives them: every probability mapped.
+    const rows = [
+      [0.95, 0.03, 0.02],
+      [0.1, 0.85, 0.05],
+      [0.2, 0.05, 0.75],
+    ];
+    const raw = stats(rows, [0, 1, 2]);
+    const smoothed = stats(
+      rows.map((r) => r.map(map)),
+      [0, 1, 2],
+    );
+    const plain = new DtmThreshold(C, DTM);
+    const corrected = new DtmThreshold(C, o);
+    const uncorrected = new DtmThreshold(C, DTM);
+    for (let e = 1; e <= 3; e++) {
+      plain.epochEnd(e, () => raw);
+      corrected.epochEnd(e, () => smoothed);
+      uncorrected.epochEnd(e, () => smoothed);
+    }
+    assertAllClose(corrected.thresholds(), plain.thresholds().map(map), 1e-6);
+    // Without the correction the smoothed 0.85 of class 1 (0.798) falls under the floor: reset.
+    assert.equal(uncorrected.thresholds()[1], 0.8);
+    assert.ok(corrected.thresholds()[1] > map(0.8) + 1e-3, "class 1's threshold moved with the correction");
+  });
+
+  test("unlabeled quantile: tau_c becomes the quantile of the epoch's confidences of class c", () => {
+    const r = new UnlabeledQuantileThreshold(3, 0.5, 0.8);
+    // Class 0: 20 pseudo-labels with confidences 0.52, 0.54, ..., 0.90; class 1: 5 (too few); class 2: none.
+    const rows: number[][] = [];
+    for (let k = 1; k <= 20; k++) rows.push([0.5 + 0.02 * k, (0.5 - 0.02 * k) / 2, (0.5 - 0.02 * k) / 2]);
+    for (let k = 0; k < 5; k++) rows.push([0.05, 0.9, 0.05]);
+    const m = r.mask(batch(rows.slice(0, 12)));
+    r.mask(batch(rows.slice(12)));
+    // The first batch was masked with the starting thresholds (0.8 for all).
+    assert.deepEqual(
+      [...m],
+      rows.slice(0, 12).map((x) => (Math.fround(Math.max(...x)) >= Math.fround(0.8) ? 1 : 0)),
+    );
+    const e = r.epochEnd();
+    assert.deepEqual(e.pseudo_counts, [20, 5, 0]);
+    // Half of the 20 lie at or below the 10th value, 0.70 (float32 0.69999999: bin [0.699, 0.700)).
+    assertClose(r.thresholds()[0], 0.7, 1e-6);
+    assert.deepEqual(r.thresholds().slice(1), [0.8, 0.8]);
+    // The next epoch counts afresh: ten class-0 confidences at 0.95 (bin [0.949, 0.950)) put
+    // tau_0 halfway through that bin.
+    r.mask(batch(new Array(10).fill([0.95, 0.03, 0.02])));
+    r.epochEnd();
+    assertClose(r.thresholds()[0], 0.9495, 1e-6);
+  });
+
+  test("unlabeled quantile: state (histograms included) restored exactly; a wrong state is refused", () => {
+    const r = new UnlabeledQuantileThreshold(3, 0.3, 0.8);
+    r.mask(batch(new Array(12).fill([0.6, 0.3, 0.1])));
+    const copy = new UnlabeledQuantileThreshold(3, 0.3, 0.8);
+    copy.loadStateDict(JSON.parse(JSON.stringify(r.stateDict())));
+    r.epochEnd();
+    copy.epochEnd();
+    assert.deepEqual(copy.thresholds(), r.thresholds());
+    assert.throws(() => new UnlabeledQuantileThreshold(7, 0.3, 0.8).loadStateDict(r.stateDict()), /array of 7 numbers|7 histograms/);
+  });
+
+  test("held-out labeled images: a seeded share of each class, disjoint from the trained ones", () => {
+    const labels = [...new Array(50).fill(0), ...new Array(20).fill(1), 2];
+    const a = holdoutSplit(labels, 0.1, 3);
+    assert.deepEqual(holdoutSplit(labels, 0.1, 3), a);
+    assert.notDeepEqual(holdoutSplit(labels, 0.1, 4).heldout, a.heldout);
+    const count = (ix: number[], c: number) => ix.filter((i) => labels[i] === c).length;
+    assert.deepEqual(
+      [0, 1, 2].map((c) => count(a.heldout, c)),
+      [5, 2, 0],
+      "round(0.1 n) per class; a lone image stays in training",
+    );
+    assert.equal(new Set([...a.train, ...a.heldout]).size, labels.length);
+    assert.equal(a.train.length + a.heldout.length, labels.length);
+    assert.deepEqual(holdoutSplit(labels, 0, 3).heldout, []);
+    assert.equal(count(holdoutSplit([0, 0, 0], 0.01, 1).heldout, 0), 1, "at least one per class");
+    assert.throws(() => holdoutSplit(labels, 1, 0), /fraction must be in \[0, 1\)/);
   });
 });
 
@@ -313,9 +405,13 @@ describe("algorithm configs", () => {
       momentum: 0.9,
       dynamic: true,
       weakViews: 2,
+      smoothingCorrection: false,
+      tauFrom: "mu",
+      quantile: 0.5,
       lambdaU: 0.5,
       uratio: 1,
     });
+    assert.equal(dtm.data.labeledHoldout, 0);
     assert.equal(dtm.optimizer.name, "adam");
     assert.equal(dtm.optimizer.lr, 5e-4);
     assert.equal(dtm.schedule.name, "constant");
@@ -338,6 +434,17 @@ describe("algorithm configs", () => {
       /algorithm\.name: Invalid discriminator value\. Expected 'supervised' \| 'fixmatch'/,
     );
     assert.throws(() => parseConfig({ algorithm: { name: "dtm", tau: 0.9 } }), /Unrecognized key.*tau/);
+    const u = { unlabeled: { trainSplit: true } };
+    assert.throws(
+      () => parseConfig({ algorithm: { name: "fixmatch" }, data: { ...u, labeledHoldout: 0.1 } }),
+      /data\.labeledHoldout: held-out labeled images only serve the thresholds of dtm/,
+    );
+    assert.throws(
+      () => parseConfig({ algorithm: { name: "dtm", tauFrom: "unlabeled-quantile", dynamic: false }, data: u }),
+      /algorithm\.dynamic: tauFrom "unlabeled-quantile" moves the thresholds/,
+    );
+    assert.throws(() => parseConfig({ algorithm: { name: "dtm", tauFrom: "quantile" }, data: u }), /algorithm\.tauFrom/);
+    assert.equal(parseConfig({ algorithm: { name: "adacm" }, data: { ...u, labeledHoldout: 0.2 } }).data.labeledHoldout, 0.2);
     assert.throws(
       () => parseConfig({ algorithm: { name: "dtm", tauInit: 1.5 }, data: { unlabeled: { trainSplit: true } } }),
       /algorithm\.tauInit/,

@@ -13,7 +13,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import "./helpers.js";
+import { assertAllClose } from "./helpers.js";
 import { fewLabelSplit } from "../src/data/sampler.js";
 import { resolveCacheDir } from "../src/data/prepare.js";
 import { predictProbs, argmaxRows } from "../src/eval/evaluate.js";
@@ -175,6 +175,60 @@ describe("semi-supervised training on real data", () => {
       }
     });
   }
+
+  test("DTM variants: mu on held-out labeled images, the smoothing correction, unlabeled quantiles", (t) => {
+    const run = (name: string, algorithm: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
+      const dir = path.join(work, name);
+      const r = cli(
+        "train",
+        "--config",
+        writeConfig(name, {
+          algorithm: { name: "dtm", ...algorithm },
+          model: { ...BASE.model, init: labeledOnly },
+          optimizer: { name: "adam", lr: 5e-4, weightDecay: 0 },
+          schedule: { name: "constant" },
+          train: { ...BASE.train, steps: 20, epochSteps: 10 },
+          ...extra,
+        }),
+        "--out",
+        dir,
+        "--no-progress",
+      );
+      assert.equal(r.status, 0, r.stderr);
+      return readJsonl(path.join(dir, "log.jsonl"));
+    };
+    const thresholds = (events: Record<string, unknown>[]) => events.filter((e) => e.event === "thresholds");
+
+    // 20 % of the 200 labels held out: trained on 160, mu measured on the 40 unseen ones.
+    const held = run("dtm-heldout", {}, { data: { ...BASE.data, labeledHoldout: 0.2 } });
+    const start = held.find((e) => e.event === "start") as { n_train: number; n_heldout: number };
+    assert.deepEqual([start.n_train, start.n_heldout], [160, 40]);
+    for (const e of thresholds(held)) {
+      const correct = (e.correct_counts as number[]).reduce((a, b) => a + b, 0);
+      t.diagnostic(`epoch ${String(e.epoch)}: ${correct} of the 40 held-out images correct`);
+      assert.ok(correct <= 40 && correct >= 20, `correct held-out images ${correct} of 40`);
+    }
+
+    // Label smoothing 0.1 over 2 classes: DTM's 0.8 becomes 0.8 * 0.9 + 0.05 = 0.77.
+    const smooth = run(
+      "dtm-smoothing",
+      { smoothingCorrection: true },
+      { train: { ...BASE.train, steps: 20, epochSteps: 10, labelSmoothing: 0.1 } },
+    );
+    assertAllClose(thresholds(smooth)[0].tau_before as number[], [0.77, 0.77], 1e-9);
+
+    // Median thresholds: after the first epoch about half of each class's pseudo-labels pass.
+    const quant = run("dtm-quantile", { tauFrom: "unlabeled-quantile", quantile: 0.5 });
+    const first = thresholds(quant)[0] as { pseudo_counts: number[]; tau: number[] };
+    assert.equal(
+      first.pseudo_counts.reduce((a, b) => a + b, 0),
+      10 * 32,
+    );
+    assert.ok(first.tau.every((t) => t > 0.5 && t < 1));
+    const rate = (quant.find((e) => e.event === "step" && e.step === 20) as { mask_rate: number }).mask_rate;
+    t.diagnostic(`quantile 0.5: thresholds ${first.tau.map((x) => x.toFixed(3)).join(", ")}, then mask rate ${rate.toFixed(3)}`);
+    assert.ok(rate > 0.15 && rate < 0.85, `mask rate of the second epoch ${rate}`);
+  });
 
   test("an SSL run stopped midway and resumed ends exactly like an uninterrupted one", async () => {
     const cfg = writeConfig("resume", {

@@ -182,3 +182,29 @@ export function fewLabelSplit(labels: readonly number[], perClass: number, seed:
   labels.forEach((_, i) => (chosen.has(i) ? labeled : unlabeled).push(i));
   return { labeled, unlabeled };
 }
+
+/**
+ * Splits labeled images into the part trained on and a held-out part, class by class: each
+ * class with n >= 2 images gives max(1, round(fraction n)) of them (seeded choice), a class with
+ * one image keeps it for training.
+ * @param labels class index of each image
+ * @param fraction in [0, 1)
+ * @returns indices into `labels`, each list in increasing order
+ * @throws RangeError when fraction is outside [0, 1)
+ */
+export function holdoutSplit(labels: readonly number[], fraction: number, seed: number): { train: number[]; heldout: number[] } {
+  if (!(fraction >= 0 && fraction < 1)) throw new RangeError(`holdoutSplit: fraction must be in [0, 1), got ${fraction}`);
+  const rng = new Rng(seed);
+  const held = new Set<number>();
+  if (fraction > 0)
+    for (const c of [...new Set(labels)].sort((a, b) => a - b)) {
+      const members = labels.flatMap((l, i) => (l === c ? [i] : []));
+      if (members.length < 2) continue;
+      const k = Math.min(members.length - 1, Math.max(1, Math.round(fraction * members.length)));
+      for (const i of shuffleInPlace(members, rng).slice(0, k)) held.add(i);
+    }
+  const train: number[] = [];
+  const heldout: number[] = [];
+  labels.forEach((_, i) => (held.has(i) ? heldout : train).push(i));
+  return { train, heldout };
+}

@@ -7,7 +7,16 @@ import { AdaCm } from "./adacm.js";
 import { FreeMatch } from "./freematch.js";
 import { SelfTraining } from "./self_training.js";
 import { Supervised } from "./supervised.js";
-import { AdaCmThreshold, DtmThreshold, FixedThreshold, FlexMatchThreshold, FreeMatchThreshold, type ThresholdRule } from "./thresholds.js";
+import {
+  AdaCmThreshold,
+  DtmThreshold,
+  FixedThreshold,
+  FlexMatchThreshold,
+  FreeMatchThreshold,
+  smoothedDtmOptions,
+  UnlabeledQuantileThreshold,
+  type ThresholdRule,
+} from "./thresholds.js";
 import type { Algorithm } from "./types.js";
 
 export * from "./types.js";
@@ -53,7 +62,10 @@ export function createAlgorithm(a: TrainConfig["algorithm"], ctx: AlgorithmConte
     }
     case "adacm":
       return new AdaCm(share(new AdaCmThreshold(C, { tauMin: a.tauMin, scale: a.scale })), { ...base, ...a });
-    case "dtm":
-      return new SelfTraining("dtm", share(new DtmThreshold(C, a)), { ...base, lambdaU: a.lambdaU, weakViews: a.weakViews });
+    case "dtm": {
+      const o = a.smoothingCorrection ? smoothedDtmOptions(a, ctx.labelSmoothing, C) : a;
+      const rule = a.tauFrom === "unlabeled-quantile" ? new UnlabeledQuantileThreshold(C, a.quantile, o.tauInit) : new DtmThreshold(C, o);
+      return new SelfTraining("dtm", share(rule), { ...base, lambdaU: a.lambdaU, weakViews: a.weakViews });
+    }
   }
 }

@@ -193,6 +193,85 @@ export class DtmThreshold extends ClassConfidenceThreshold {
   }
 }
 
+/**
+ * DTM's constants stated for a model trained without label smoothing, mapped into the range of
+ * one trained with smoothing eps over C classes: p -> p (1 - eps) + eps / C, the probability the
+ * smoothed target gives a class the hard target gives p (cross-entropy with label smoothing,
+ * Szegedy et al., CVPR 2016). The moving average is linear, so mapping its constants is the
+ * same as running DTM on unsmoothed confidences. A variant, not the paper.
+ * @param eps label smoothing in [0, 1)
+ */
+export function smoothedDtmOptions(o: DtmOptions, eps: number, numClasses: number): DtmOptions {
+  const map = (p: number) => p * (1 - eps) + eps / numClasses;
+  return { ...o, tauInit: map(o.tauInit), muMin: map(o.muMin), tauReset: map(o.tauReset) };
+}
+
+/** Bins of the confidence histograms of {@link UnlabeledQuantileThreshold} over [0, 1]. */
+const QUANTILE_BINS = 1000;
+/** Fewer pseudo-labels of a class in an epoch than this leave its threshold where it was. */
+const QUANTILE_MIN_COUNT = 10;
+
+/**
+ * A variant of DTM (not the paper): per-class thresholds from the unlabeled images themselves.
+ * Each batch is masked with the current thresholds and its confidences are counted into one
+ * histogram per pseudo-label class (1000 bins over [0, 1]); after each epoch tau_c becomes the
+ * `quantile` of class c's confidences in that epoch (linear within the bin), so about
+ * 1 - quantile of each class's pseudo-labels pass the next epoch, whatever the teacher's
+ * calibration; a class with fewer than 10 pseudo-labels keeps its threshold. All start at tauInit.
+ */
+export class UnlabeledQuantileThreshold implements ThresholdRule {
+  private tau: number[];
+  private hist: Float64Array[];
+
+  /** @param quantile and tauInit probabilities in [0, 1] */
+  constructor(
+    readonly numClasses: number,
+    readonly quantile: number,
+    tauInit: number,
+  ) {
+    this.tau = new Array<number>(numClasses).fill(tauInit);
+    this.hist = Array.from({ length: numClasses }, () => new Float64Array(QUANTILE_BINS));
+  }
+  mask(b: MaskInput): Uint8Array {
+    const m = maskWith(b, (c) => this.tau[c]);
+    for (let i = 0; i < b.conf.length; i++) this.hist[b.label[i]][Math.min(QUANTILE_BINS - 1, Math.floor(b.conf[i] * QUANTILE_BINS))]++;
+    return m;
+  }
+  thresholds(): number[] {
+    return [...this.tau];
+  }
+  /** The q-quantile of a histogram, interpolated linearly within its bin. */
+  private static quantileOf(h: Float64Array, n: number, q: number): number {
+    const target = q * n;
+    let below = 0;
+    for (let k = 0; k < h.length; k++) {
+      if (h[k] > 0 && below + h[k] >= target) return (k + (target - below) / h[k]) / h.length;
+      below += h[k];
+    }
+    return 1;
+  }
+  epochEnd(): Record<string, unknown> {
+    const before = [...this.tau];
+    const counts = this.hist.map((h) => h.reduce((a, x) => a + x, 0));
+    this.tau = this.tau.map((t, c) =>
+      counts[c] < QUANTILE_MIN_COUNT ? t : UnlabeledQuantileThreshold.quantileOf(this.hist[c], counts[c], this.quantile),
+    );
+    for (const h of this.hist) h.fill(0);
+    return { quantile: this.quantile, pseudo_counts: counts, tau_before: before, tau: [...this.tau] };
+  }
+  stateDict(): unknown {
+    return { tau: [...this.tau], hist: this.hist.map((h) => Array.from(h)) };
+  }
+  loadStateDict(state: unknown): void {
+    const s = record(state, "unlabeled-quantile");
+    const tau = numberArray(s.tau, this.numClasses, "unlabeled-quantile tau");
+    if (!Array.isArray(s.hist) || s.hist.length !== this.numClasses)
+      throw new Error(`checkpoint: unlabeled-quantile hist must hold ${this.numClasses} histograms`);
+    this.hist = s.hist.map((h, c) => Float64Array.from(numberArray(h, QUANTILE_BINS, `unlabeled-quantile hist of class ${c}`)));
+    this.tau = [...tau];
+  }
+}
+
 /** Constants of Ada-CM's threshold; defaults from its reference code. */
 export interface AdaCmOptions {
   /** Lowest threshold, and the value when a class has no correct sample (0.8). */

@@ -62,7 +62,10 @@ export interface EpochContext {
   epoch: number;
   /** Class names, in the model's output order. */
   classes: readonly string[];
-  /** Runs the EMA teacher (the student without one) over the labeled training set. */
+  /**
+   * Runs the EMA teacher (the student without one) over the labeled training set, or over its
+   * held-out part when the run holds one out (`data.labeledHoldout`).
+   */
   labeledPredictions(): LabeledPredictions;
 }
 

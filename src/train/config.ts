@@ -100,6 +100,21 @@ const algorithmSchema = z.discriminatedUnion("name", [
       dynamic: z.boolean().default(true),
       /** Weak views averaged into the pseudo-label. */
       weakViews: z.number().int().min(1).max(4).default(2),
+      /**
+       * A variant, not the paper: state tauInit, muMin and tauReset as probabilities of a model
+       * trained without label smoothing and map them into the smoothed model's range,
+       * p -> p (1 - eps) + eps / C (eps = train.labelSmoothing), since label smoothing caps the
+       * teacher's confidence (and so mu) near 1 - eps + eps / C.
+       */
+      smoothingCorrection: z.boolean().default(false),
+      /**
+       * Where the thresholds come from: "mu" (the paper: the teacher's mean confidence on the
+       * correctly classified labeled images) or "unlabeled-quantile" (a variant: after each epoch,
+       * tau_c is the `quantile` of the confidences of that epoch's unlabeled images pseudo-labeled c).
+       */
+      tauFrom: z.enum(["mu", "unlabeled-quantile"]).default("mu"),
+      /** The quantile of tauFrom "unlabeled-quantile", in [0, 1] (0.5: half of each class's pseudo-labels pass). */
+      quantile: probability(0.5),
       lambdaU: lambdaU(0.5),
       uratio: uratio(1),
     })
@@ -151,6 +166,13 @@ export const TrainConfigSchema = z
         balanced: z.boolean().default(false),
         /** Keep only this many labels per class of the train split (seeded choice); null keeps all. */
         labelsPerClass: z.number().int().positive().nullable().default(null),
+        /**
+         * Fraction of each class's labeled images held out of training (seeded choice, at least one
+         * image of each class with two or more): the threshold statistics of DTM and Ada-CM (mu, the
+         * teacher's confidence on labeled images) are then measured on these unseen images instead
+         * of on the images the model trains on. 0 holds none out (the papers).
+         */
+        labeledHoldout: z.number().min(0).max(0.5).default(0),
         /** Unlabeled data for semi-supervised algorithms. */
         unlabeled: z
           .object({
@@ -299,6 +321,20 @@ export const TrainConfigSchema = z
         code: "custom",
         path: ["model", "batchNorm"],
         message: `model '${c.model.name}' has no batchNorm setting; only faceres does`,
+      });
+    const a = c.algorithm;
+    if (a.name === "dtm" && a.tauFrom === "unlabeled-quantile" && !a.dynamic)
+      ctx.addIssue({
+        code: "custom",
+        path: ["algorithm", "dynamic"],
+        message: 'tauFrom "unlabeled-quantile" moves the thresholds every epoch; dynamic: false is for tauFrom "mu"',
+      });
+    const usesMu = (a.name === "dtm" && a.tauFrom === "mu" && a.dynamic) || a.name === "adacm";
+    if (c.data.labeledHoldout > 0 && !usesMu)
+      ctx.addIssue({
+        code: "custom",
+        path: ["data", "labeledHoldout"],
+        message: 'held-out labeled images only serve the thresholds of dtm (tauFrom "mu", dynamic) and adacm; set it to 0',
       });
     const u = c.data.unlabeled;
     if (c.algorithm.name !== "supervised" && !u.trainSplit && u.pools.length === 0)

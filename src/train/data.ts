@@ -7,7 +7,7 @@ import path from "node:path";
 import { selectClasses } from "../data/dataset.js";
 import { openData } from "../data/open.js";
 import { prepareSplit, resolveCacheDir, type PreparedSplit } from "../data/prepare.js";
-import { fewLabelSplit } from "../data/sampler.js";
+import { fewLabelSplit, holdoutSplit } from "../data/sampler.js";
 import { defaultInputSize } from "../models/index.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import type { TrainConfig } from "./config.js";
@@ -69,8 +69,10 @@ export async function loadTrainData(
 
 /** Everything a run trains and is judged on. */
 export interface RunData extends LabeledData {
-  /** The labeled images trained on: the whole train split, or its few-label subset. */
+  /** The labeled images trained on: the whole train split, or its few-label subset, less the held-out part. */
   labeled: PreparedSplit;
+  /** The labeled images held out of training for threshold statistics (`data.labeledHoldout`); null when none. */
+  heldout: PreparedSplit | null;
   /** The unlabeled set (null for supervised training). */
   unlabeled: UnlabeledSet | null;
 }
@@ -92,7 +94,10 @@ export async function loadRunData(
   const data = await loadTrainData(config, dataRoot, log, progress);
   const perClass = config.data.labelsPerClass;
   const few = perClass === null ? null : fewLabelSplit([...data.train.labels], perClass, config.seed);
-  const labeled = few === null ? data.train : subsetSplit(data.train, few.labeled);
+  const chosen = few === null ? data.train : subsetSplit(data.train, few.labeled);
+  const hold = config.data.labeledHoldout > 0 ? holdoutSplit([...chosen.labels], config.data.labeledHoldout, config.seed) : null;
+  const labeled = hold === null ? chosen : subsetSplit(chosen, hold.train);
+  const heldout = hold === null ? null : subsetSplit(chosen, hold.heldout);
   const unlabeled =
     config.algorithm.name === "supervised"
       ? null
@@ -111,9 +116,10 @@ export async function loadRunData(
     .map(([k, v]) => `${v} ${k}`)
     .join(", ");
   log(
-    `data: ${labeled.n} ${d.trainSplit}${perClass === null ? "" : ` (${perClass} labels per class)`}, ${data.val.n} ${d.valSplit}` +
+    `data: ${labeled.n} ${d.trainSplit}${perClass === null ? "" : ` (${perClass} labels per class)`}` +
+      `${heldout === null ? "" : ` (+${heldout.n} held out for threshold statistics)`}, ${data.val.n} ${d.valSplit}` +
       `${data.test ? `, ${data.test.n} ${d.testSplit}` : ""} images of [${labeled.shape.join(", ")}]` +
       (unlabeled === null ? "" : `; ${unlabeled.n} unlabeled (${sources})`),
   );
-  return { ...data, labeled, unlabeled };
+  return { ...data, labeled, heldout, unlabeled };
 }

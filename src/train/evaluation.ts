@@ -42,10 +42,14 @@ export class Evaluation {
     return this.on(this.run.val);
   }
 
-  /** The evaluation model's softmax over the labeled training images (no augmentation), for threshold rules. */
+  /**
+   * The evaluation model's softmax (no augmentation) over the labeled images threshold rules
+   * measure: the held-out ones when `data.labeledHoldout` is set, else the images trained on.
+   */
   labeledPredictions(): LabeledPredictions {
-    const { labeled, classes } = this.run;
-    return { probs: this.#probs(labeled, false), labels: labeled.labels, numClasses: classes.length };
+    const { labeled, heldout, classes } = this.run;
+    const split = heldout ?? labeled;
+    return { probs: this.#probs(split, false), labels: split.labels, numClasses: classes.length };
   }
 }
 

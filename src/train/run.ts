@@ -30,6 +30,8 @@ export interface Run {
   readonly classes: string[];
   /** Labeled images trained on (`[n, C, H, W]` uint8): the train split or its few-label subset. */
   readonly labeled: PreparedSplit;
+  /** Labeled images held out of training for threshold statistics (`data.labeledHoldout`), or null. */
+  readonly heldout: PreparedSplit | null;
   readonly val: PreparedSplit;
   readonly test: PreparedSplit | null;
   readonly unlabeled: UnlabeledSet | null;
@@ -152,6 +154,7 @@ export async function buildRun(
     dir: o.dir,
     classes: data.classes,
     labeled: data.labeled,
+    heldout: data.heldout,
     val: data.val,
     test: data.test,
     unlabeled: data.unlabeled,

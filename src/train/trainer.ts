@@ -267,6 +267,7 @@ function checkSameData(run: Run): void {
     classes: run.classes,
     labeled: [run.labeled.n, digest(run.labeled.labels)],
     val: [run.val.n, digest(run.val.labels)],
+    heldout: run.heldout?.n ?? 0,
     unlabeled: run.unlabeled?.n ?? 0,
     shape: run.labeled.shape,
   };
@@ -376,6 +377,7 @@ function startEvent(run: Run): Record<string, unknown> {
     classes: run.classes,
     n_params: run.model.numParameters(),
     n_train: run.labeled.n,
+    n_heldout: run.heldout?.n ?? 0,
     n_val: run.val.n,
     n_unlabeled: run.unlabeled?.n ?? 0,
     unlabeled_sources: run.unlabeled?.sources ?? {},
