@@ -64,8 +64,24 @@ describe("ferkit experiment", () => {
     assert.equal(rows[0].d_macro_f1_mean, "", "the reference has no difference with itself");
     assert.equal(rows[1].seeds, "0 1");
     assert.equal(rows[1].steps, "30");
+    assert.deepEqual([rows[0].versus, rows[1].versus], ["", ""]);
     const md = readFileSync(path.join(out, "results.md"), "utf8");
     assert.match(md, /\| faster \| 0, 1 \| \d+\.\d\d ± \d+\.\d\d \|/);
+
+    // A row compared with another row than the reference (`versus`), tabulated from the same cells.
+    const g = JSON.parse(readFileSync(path.join(work, "g.json"), "utf8")) as { rows: Record<string, unknown>[] };
+    g.rows[0].versus = "faster";
+    const vs = path.join(work, "g-versus.json");
+    writeFileSync(vs, JSON.stringify({ ...g, name: "g-versus" }));
+    const again = cli("experiment", vs, "--results-only");
+    assert.equal(again.status, 0, again.stderr);
+    const swapped = parse(readFileSync(path.join(out, "results.csv"), "utf8"), { columns: true }) as Record<string, string>[];
+    assert.equal(swapped[0].versus, "faster");
+    close(swapped[0].d_versus_macro_f1_mean, -(d0 + d1) / 2);
+    close(swapped[0].d_versus_macro_f1_sd, Math.abs(d0 - d1) / Math.SQRT2);
+    assert.equal(swapped[0].d_macro_f1_mean, "", "still no difference with the reference itself");
+    close(swapped[1].d_macro_f1_mean, (d0 + d1) / 2);
+    assert.equal(swapped[1].d_versus_macro_f1_mean, "");
   });
 
   test("a grid killed in the middle of a cell continues where it stopped", async () => {
@@ -94,10 +110,14 @@ describe("ferkit experiment", () => {
 
   test("a bad grid is refused naming the field", () => {
     const bad = path.join(work, "bad.json");
-    writeFileSync(bad, JSON.stringify({ name: "bad", seeds: [0], reference: "nope", rows: [{ id: "a", preset: "smoke", after: ["a"] }] }));
+    writeFileSync(
+      bad,
+      JSON.stringify({ name: "bad", seeds: [0], reference: "nope", rows: [{ id: "a", preset: "smoke", after: ["a"], versus: "b" }] }),
+    );
     const r = cli("experiment", bad);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /reference: 'nope' is not a row/);
     assert.match(r.stderr, /after: 'a' is not another row/);
+    assert.match(r.stderr, /versus: 'b' is not another row/);
   });
 });

@@ -437,7 +437,7 @@ describe("algorithm configs", () => {
     const u = { unlabeled: { trainSplit: true } };
     assert.throws(
       () => parseConfig({ algorithm: { name: "fixmatch" }, data: { ...u, labeledHoldout: 0.1 } }),
-      /data\.labeledHoldout: held-out labeled images only serve the thresholds of dtm/,
+      /data\.labeledHoldout: held-out labeled images serve the thresholds of dtm/,
     );
     assert.throws(
       () => parseConfig({ algorithm: { name: "dtm", tauFrom: "unlabeled-quantile", dynamic: false }, data: u }),

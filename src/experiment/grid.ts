@@ -28,6 +28,8 @@ const RowSchema = z
     set: z.record(z.string(), z.unknown()).default({}),
     /** Rows this row's runs start from (their cells of the same seed run first). */
     after: z.array(z.string()).default([]),
+    /** The row this row is compared with, seed by seed (default: the grid's reference), e.g. a variant against the method it varies. */
+    versus: z.string().optional(),
   })
   .strict()
   .refine((r) => (r.preset === undefined) !== (r.config === undefined), "give exactly one of preset and config");
@@ -50,10 +52,13 @@ const GridSchema = z
     if (new Set(ids).size !== ids.length) ctx.addIssue({ code: "custom", path: ["rows"], message: "row ids must be distinct" });
     if (g.reference !== undefined && !ids.includes(g.reference))
       ctx.addIssue({ code: "custom", path: ["reference"], message: `'${g.reference}' is not a row (rows: ${ids.join(", ")})` });
-    for (const r of g.rows)
+    for (const r of g.rows) {
+      if (r.versus !== undefined && (!ids.includes(r.versus) || r.versus === r.id))
+        ctx.addIssue({ code: "custom", path: ["rows", r.id, "versus"], message: `'${r.versus}' is not another row` });
       for (const a of r.after)
         if (!ids.includes(a) || a === r.id)
           ctx.addIssue({ code: "custom", path: ["rows", r.id, "after"], message: `'${a}' is not another row` });
+    }
   });
 
 /** A validated grid file. */

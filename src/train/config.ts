@@ -170,7 +170,8 @@ export const TrainConfigSchema = z
          * Fraction of each class's labeled images held out of training (seeded choice, at least one
          * image of each class with two or more): the threshold statistics of DTM and Ada-CM (mu, the
          * teacher's confidence on labeled images) are then measured on these unseen images instead
-         * of on the images the model trains on. 0 holds none out (the papers).
+         * of on the images the model trains on. 0 holds none out (the papers). A supervised stage (a)
+         * with the same fraction and seed holds out the same images.
          */
         labeledHoldout: z.number().min(0).max(0.5).default(0),
         /** Unlabeled data for semi-supervised algorithms. */
@@ -329,12 +330,14 @@ export const TrainConfigSchema = z
         path: ["algorithm", "dynamic"],
         message: 'tauFrom "unlabeled-quantile" moves the thresholds every epoch; dynamic: false is for tauFrom "mu"',
       });
-    const usesMu = (a.name === "dtm" && a.tauFrom === "mu" && a.dynamic) || a.name === "adacm";
+    // Supervised runs may hold the same images out, so that a later stage measures mu on images neither stage trained on.
+    const usesMu = (a.name === "dtm" && a.tauFrom === "mu" && a.dynamic) || a.name === "adacm" || a.name === "supervised";
     if (c.data.labeledHoldout > 0 && !usesMu)
       ctx.addIssue({
         code: "custom",
         path: ["data", "labeledHoldout"],
-        message: 'held-out labeled images only serve the thresholds of dtm (tauFrom "mu", dynamic) and adacm; set it to 0',
+        message:
+          'held-out labeled images serve the thresholds of dtm (tauFrom "mu", dynamic) and adacm, and supervised runs that stage b starts from; set it to 0',
       });
     const u = c.data.unlabeled;
     if (c.algorithm.name !== "supervised" && !u.trainSplit && u.pools.length === 0)
