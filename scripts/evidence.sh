@@ -5,6 +5,7 @@
 # are ordered cheapest first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh
 for grid in 100-labels 25-labels full-labels; do
   node dist/src/cli/main.js experiment "configs/grids/$grid.json"
 done
