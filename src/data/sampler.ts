@@ -170,17 +170,29 @@ export class ClassBalancedSampler {
 export function fewLabelSplit(labels: readonly number[], perClass: number, seed: number): { labeled: number[]; unlabeled: number[] } {
   if (!Number.isInteger(perClass) || perClass < 1)
     throw new RangeError(`fewLabelSplit: perClass must be a positive integer, got ${perClass}`);
-  const rng = new Rng(seed);
-  const classes = [...new Set(labels)].sort((a, b) => a - b);
-  const chosen = new Set<number>();
-  for (const c of classes) {
-    const members = labels.flatMap((l, i) => (l === c ? [i] : []));
-    for (const i of shuffleInPlace(members, rng).slice(0, perClass)) chosen.add(i);
-  }
-  const labeled: number[] = [];
-  const unlabeled: number[] = [];
-  labels.forEach((_, i) => (chosen.has(i) ? labeled : unlabeled).push(i));
+  const chosen = new Set(shuffledClasses(labels, new Rng(seed)).flatMap((members) => members.slice(0, perClass)));
+  const [labeled, unlabeled] = partition(labels.length, chosen);
   return { labeled, unlabeled };
+}
+
+/** Each class's indices into `labels` (classes in increasing order), each list shuffled by `rng` in turn. */
+function shuffledClasses(labels: readonly number[], rng: Rng): number[][] {
+  return [...new Set(labels)]
+    .sort((a, b) => a - b)
+    .map((c) =>
+      shuffleInPlace(
+        labels.flatMap((l, i) => (l === c ? [i] : [])),
+        rng,
+      ),
+    );
+}
+
+/** Indices 0..n-1 split into those in `chosen` and the others, each ascending. */
+function partition(n: number, chosen: Set<number>): [number[], number[]] {
+  const inside: number[] = [];
+  const outside: number[] = [];
+  for (let i = 0; i < n; i++) (chosen.has(i) ? inside : outside).push(i);
+  return [inside, outside];
 }
 
 /**
@@ -194,17 +206,8 @@ export function fewLabelSplit(labels: readonly number[], perClass: number, seed:
  */
 export function holdoutSplit(labels: readonly number[], fraction: number, seed: number): { train: number[]; heldout: number[] } {
   if (!(fraction >= 0 && fraction < 1)) throw new RangeError(`holdoutSplit: fraction must be in [0, 1), got ${fraction}`);
-  const rng = new Rng(seed);
-  const held = new Set<number>();
-  if (fraction > 0)
-    for (const c of [...new Set(labels)].sort((a, b) => a - b)) {
-      const members = labels.flatMap((l, i) => (l === c ? [i] : []));
-      if (members.length < 2) continue;
-      const k = Math.min(members.length - 1, Math.max(1, Math.round(fraction * members.length)));
-      for (const i of shuffleInPlace(members, rng).slice(0, k)) held.add(i);
-    }
-  const train: number[] = [];
-  const heldout: number[] = [];
-  labels.forEach((_, i) => (held.has(i) ? heldout : train).push(i));
+  const classes = fraction > 0 ? shuffledClasses(labels, new Rng(seed)) : [];
+  const k = (n: number) => (n < 2 ? 0 : Math.min(n - 1, Math.max(1, Math.round(fraction * n))));
+  const [heldout, train] = partition(labels.length, new Set(classes.flatMap((members) => members.slice(0, k(members.length)))));
   return { train, heldout };
 }
