@@ -65,7 +65,7 @@ interface CellMetrics {
   wall_s: number;
   mask_rate: number | null;
   pseudo_accuracy: number | null;
-  mask_by_class: Record<string, number | null>;
+  mask_rate_by_class: Record<string, number | null>;
   pseudo_accuracy_by_class: Record<string, number | null>;
   tau: Record<string, number> | null;
 }
@@ -92,7 +92,7 @@ function readCell(dir: string, seed: number): CellMetrics | null {
     wall_s: m.wall_time_s,
     mask_rate: lastPseudo?.mask_rate ?? null,
     pseudo_accuracy: lastPseudo?.accuracy ?? null,
-    mask_by_class: byClass((c) => {
+    mask_rate_by_class: byClass((c) => {
       const all = lastPseudo?.histogram_all[c] ?? 0;
       return all > 0 ? (lastPseudo?.histogram[c] ?? 0) / all : null;
     }),
@@ -140,7 +140,7 @@ export function gridResults(grid: Grid): RowResult[] {
       wall_s: meanOf(ms.map((m) => m.wall_s)),
       mask_rate: meanOf(ms.map((m) => m.mask_rate)),
       pseudo_accuracy: meanOf(ms.map((m) => m.pseudo_accuracy)),
-      mask_rate_by_class: Object.fromEntries(classes.map((c) => [c, meanOf(ms.map((m) => m.mask_by_class[c] ?? null))])),
+      mask_rate_by_class: Object.fromEntries(classes.map((c) => [c, meanOf(ms.map((m) => m.mask_rate_by_class[c] ?? null))])),
       pseudo_accuracy_by_class: Object.fromEntries(classes.map((c) => [c, meanOf(ms.map((m) => m.pseudo_accuracy_by_class[c] ?? null))])),
       tau: taus.length === 0 ? null : Object.fromEntries(Object.keys(taus[0]).map((c) => [c, meanOf(taus.map((t) => t[c])) as number])),
     };
