@@ -84,6 +84,22 @@ describe("ferkit experiment", () => {
     assert.equal(swapped[1].d_versus_macro_f1_mean, "");
   });
 
+  test("a grid edited after its cells ran is refused, naming the cells and fields, before anything trains", () => {
+    const g = JSON.parse(readFileSync(path.join(work, "g.json"), "utf8")) as { rows: { set?: Record<string, unknown> }[] };
+    g.rows[1].set = { "optimizer.lr": 0.004 };
+    const edited = path.join(work, "g-edited.json");
+    writeFileSync(edited, JSON.stringify({ ...g, name: "g-edited" }));
+    const before = statSync(path.join(work, "g", "results.csv")).mtimeMs;
+    for (const args of [[], ["--results-only"]]) {
+      const r = cli("experiment", edited, ...args);
+      assert.equal(r.status, 2, r.stderr);
+      for (const seed of [0, 1])
+        assert.ok(r.stderr.includes(`${path.join(work, "g", `faster-s${seed}`)}: optimizer.lr: 0.003 -> 0.004`), r.stderr);
+      assert.doesNotMatch(r.stderr, /base-s0/, "cells that agree are not named");
+    }
+    assert.equal(statSync(path.join(work, "g", "results.csv")).mtimeMs, before, "no results were written from mixed settings");
+  });
+
   test("a grid killed in the middle of a cell continues where it stopped", async () => {
     const file = grid("k", [0, 1]);
     const out = path.join(work, "k");

@@ -11,10 +11,10 @@ export function experimentCommand(): Command {
     .argument("<grid>", "a grid file (JSON: name, seeds, reference, rows of a preset or config with --set overrides)")
     .option("--results-only", "only tabulate the cells that are done; train nothing", false)
     .action(async (file: string, o: { resultsOnly: boolean }) => {
-      const { readGrid, runGrid, cells } = await import("../experiment/grid.js");
+      const { readGrid, runGrid, checkCells } = await import("../experiment/grid.js");
       const { gridResults, writeResults } = await import("../experiment/results.js");
       const grid = readGrid(file);
-      cells(grid); // the row order is checked before anything runs
+      checkCells(grid); // the row order, and every started cell against the grid, before anything runs
       mkdirSync(grid.outDir, { recursive: true });
       if (!o.resultsOnly)
         try {

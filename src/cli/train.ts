@@ -1,5 +1,4 @@
 /** `ferkit train` and `ferkit eval`. */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { DATA_FORMATS, openData, type DataFormat } from "../data/open.js";
@@ -9,26 +8,10 @@ import { evalJson, evaluate } from "../eval/evaluate.js";
 import { defaultDataRoot, defaultRunsDir } from "../paths.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { PRECISIONS, resolvePrecision, type Precision } from "../torch/autocast.js";
-import { ALGORITHMS, ConfigError, PRESETS_DIR, parseConfig, setField } from "../train/config.js";
+import { ALGORITHMS, ConfigError, buildConfig, presetNames } from "../train/config.js";
 import type { DataParallel } from "../train/data_parallel.js";
 import { nonNegativeInt, positiveInt, positiveNumber } from "./options.js";
 import { addLaunchOptions, joinFromEnv, launchWorkers, type LaunchFlags } from "./launch.js";
-
-function presets(): string[] {
-  return existsSync(PRESETS_DIR)
-    ? readdirSync(PRESETS_DIR)
-        .filter((f) => f.endsWith(".json"))
-        .map((f) => f.slice(0, -5))
-    : [];
-}
-
-function readJson(file: string, what: string): Record<string, unknown> {
-  try {
-    return JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-  } catch (err) {
-    throw new ConfigError(`cannot read ${what} ${file}: ${(err as Error).message}`, { cause: err });
-  }
-}
 
 interface TrainFlags extends LaunchFlags {
   preset?: string;
@@ -52,7 +35,7 @@ interface TrainFlags extends LaunchFlags {
 export function trainCommand(): Command {
   const command = new Command("train")
     .description("train a model from a config file or a preset; resume an interrupted run; data-parallel over processes and machines")
-    .addOption(new Option("--preset <name>", `a preset from configs/ (${presets().join(", ")})`).conflicts("config"))
+    .addOption(new Option("--preset <name>", `a preset from configs/ (${presetNames().join(", ")})`).conflicts("config"))
     .option("--config <file>", "a JSON config file")
     .option("--resume <run>", "continue the run in this folder from its last checkpoint")
     .addOption(new Option("--out <dir>", "the run folder").default(undefined, "runs/<name>-<time>"))
@@ -117,34 +100,20 @@ async function trainAction(
     result = await train({ runDir: o.resume, resume: true, dataRoot: o.data, log, progress: o.progress, ...dist });
   } else {
     if (o.preset === undefined && o.config === undefined)
-      throw new ConfigError(`give --preset <name> (${presets().join(", ")}) or --config <file>`);
-    const raw =
-      o.preset !== undefined
-        ? existsSync(path.join(PRESETS_DIR, `${o.preset}.json`))
-          ? readJson(path.join(PRESETS_DIR, `${o.preset}.json`), "preset")
-          : (() => {
-              throw new ConfigError(`unknown preset '${o.preset}' (allowed: ${presets().join(", ")})`);
-            })()
-        : readJson(o.config as string, "config");
-    const overrides: [string, unknown][] = [
-      ["train.steps", o.steps],
-      ["seed", o.seed],
-      ["optimizer.lr", o.lr],
-      ["train.batchSize", o.batchSize],
-      ["threads", o.threads],
-      ["train.precision", o.precision],
-      ["eval.precision", o.precision],
-    ];
-    // Another algorithm replaces the whole section: its constants differ from the preset's.
-    const current = (raw.algorithm as { name?: unknown } | undefined)?.name ?? "supervised";
-    if (o.algorithm !== undefined && o.algorithm !== current) raw.algorithm = { name: o.algorithm };
-    for (const [k, v] of overrides) if (v !== undefined) setField(raw, k, JSON.stringify(v));
-    for (const kv of o.set) {
-      const eq = kv.indexOf("=");
-      if (eq <= 0) throw new ConfigError(`--set expects key=value, got '${kv}'`);
-      setField(raw, kv.slice(0, eq), kv.slice(eq + 1));
-    }
-    const config = parseConfig(raw, o.preset ?? o.config);
+      throw new ConfigError(`give --preset <name> (${presetNames().join(", ")}) or --config <file>`);
+    const config = buildConfig(o.preset !== undefined ? { preset: o.preset } : { config: o.config as string }, {
+      algorithm: o.algorithm,
+      overrides: [
+        ["train.steps", o.steps],
+        ["seed", o.seed],
+        ["optimizer.lr", o.lr],
+        ["train.batchSize", o.batchSize],
+        ["threads", o.threads],
+        ["train.precision", o.precision],
+        ["eval.precision", o.precision],
+      ],
+      sets: o.set,
+    });
     const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
     const runDir = o.out ?? path.join(defaultRunsDir(), `${config.name}-${stamp}`);
     log(`run folder: ${runDir}`);

@@ -8,7 +8,9 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { ConfigError } from "../train/config.js";
+import { ConfigError, buildConfig, type TrainConfig } from "../train/config.js";
+import { readRunConfig } from "../train/run.js";
+import { resolvePrecision, type Precision } from "../torch/autocast.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 
 const ROW_ID = /^[\w.-]{1,80}$/;
@@ -114,17 +116,74 @@ export function cellState(cell: Cell): "done" | "interrupted" | "new" {
   return existsSync(path.join(cell.dir, "config.json")) ? "interrupted" : "new";
 }
 
+/** A cell's `--set key=value` overrides: the row's `set`, with `{seed}` and `{out}` filled in. */
+function cellSets(grid: Grid, cell: Cell): string[] {
+  const fill = (v: unknown): unknown =>
+    typeof v === "string" ? v.replaceAll("{seed}", String(cell.seed)).replaceAll("{out}", grid.outDir) : v;
+  return Object.entries(cell.row.set).map(([k, v]) => `${k}=${JSON.stringify(fill(v))}`);
+}
+
+function configFile(grid: Grid, row: GridRow): string {
+  return path.resolve(path.dirname(grid.file), row.config as string);
+}
+
 /** The `ferkit train` arguments of a cell (a new one, or its resume). */
 export function trainArgs(grid: Grid, cell: Cell): string[] {
   if (cellState(cell) === "interrupted") return ["train", "--resume", cell.dir, "--no-progress"];
-  const fill = (v: unknown): unknown =>
-    typeof v === "string" ? v.replaceAll("{seed}", String(cell.seed)).replaceAll("{out}", grid.outDir) : v;
-  const source =
-    cell.row.preset !== undefined
-      ? ["--preset", cell.row.preset]
-      : ["--config", path.resolve(path.dirname(grid.file), cell.row.config as string)];
-  const sets = Object.entries(cell.row.set).flatMap(([k, v]) => ["--set", `${k}=${JSON.stringify(fill(v))}`]);
+  const source = cell.row.preset !== undefined ? ["--preset", cell.row.preset] : ["--config", configFile(grid, cell.row)];
+  const sets = cellSets(grid, cell).flatMap((kv) => ["--set", kv]);
   return ["train", ...source, "--seed", String(cell.seed), ...sets, "--out", cell.dir, "--no-progress"];
+}
+
+/**
+ * The config a cell trains with, as `ferkit train` resolves its arguments.
+ * @throws ConfigError when the row's preset, file or overrides do not make a valid config
+ */
+export function cellConfig(grid: Grid, cell: Cell): TrainConfig {
+  const source = cell.row.preset !== undefined ? { preset: cell.row.preset } : { config: configFile(grid, cell.row) };
+  return buildConfig(source, { overrides: [["seed", cell.seed]], sets: cellSets(grid, cell) });
+}
+
+/**
+ * Where a started cell's run folder was trained with other settings than the grid (its preset,
+ * config file and overrides) gives today: `field: recorded -> grid` by dotted path, empty when
+ * they agree or the cell has not started. A grid's precision "auto" is compared as what it
+ * resolves to on this machine (a run records the resolved one). `threads` is left out (it does not change what is
+ * trained). Catches a grid or preset edited after some cells ran, which would otherwise mix two
+ * settings in one row of the results.
+ */
+export function staleSettings(grid: Grid, cell: Cell): string[] {
+  if (cellState(cell) === "new") return [];
+  const recorded = readRunConfig(cell.dir);
+  const wanted = cellConfig(grid, cell);
+  // A run records the precision "auto" resolved to; the grid's "auto" means what it resolves to here.
+  const here = (p: Precision): Precision => (p === "auto" ? resolvePrecision(p).precision : p);
+  wanted.train.precision = here(wanted.train.precision);
+  wanted.eval.precision = here(wanted.eval.precision);
+  return fieldDifferences({ ...recorded, threads: 0 }, { ...wanted, threads: 0 });
+}
+
+function fieldDifferences(a: unknown, b: unknown, at = ""): string[] {
+  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+  if (isObject(a) && isObject(b))
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])].flatMap((k) => fieldDifferences(a[k], b[k], at ? `${at}.${k}` : k));
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [`${at}: ${JSON.stringify(a)} -> ${JSON.stringify(b)}`];
+}
+
+/**
+ * Checks every started cell against the grid before anything trains or is tabulated.
+ * @throws ConfigError naming each cell whose run folder disagrees with the grid, the fields, and what to do
+ */
+export function checkCells(grid: Grid): void {
+  const stale = cells(grid).flatMap((cell) => {
+    const fields = staleSettings(grid, cell);
+    return fields.length > 0 ? [`  ${cell.dir}: ${fields.join("; ")}`] : [];
+  });
+  if (stale.length > 0)
+    throw new ConfigError(
+      `${grid.file}: these run folders were trained with other settings than the grid now gives (recorded -> grid):\n${stale.join("\n")}\n` +
+        "move them away to train those cells again, or restore the grid's rows and presets",
+    );
 }
 
 /**

@@ -3,7 +3,7 @@
  * every field so a preset only states what differs. A wrong field is reported with its
  * dotted path and the allowed values.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { PACKAGE_ROOT } from "../torch/native.js";
@@ -417,6 +417,64 @@ export function loadConfigFile(fileOrPreset: string, isPreset = false): TrainCon
     throw new ConfigError(`cannot read ${what}: ${(err as Error).message}`, { cause: err });
   }
   return parseConfig(raw, file);
+}
+
+/** Names of the presets shipped in configs/ (without `.json`). */
+export function presetNames(): string[] {
+  return existsSync(PRESETS_DIR)
+    ? readdirSync(PRESETS_DIR)
+        .filter((f) => f.endsWith(".json"))
+        .map((f) => f.slice(0, -5))
+    : [];
+}
+
+/** Where a config starts: a preset by name or a JSON file. */
+export type ConfigSource = { preset: string } | { config: string };
+
+/** Changes on top of a {@link ConfigSource}, applied in this order. */
+export interface ConfigChanges {
+  /** Another algorithm replaces the whole algorithm section (its constants take that algorithm's defaults). */
+  algorithm?: string;
+  /** Fields by dotted path; `undefined` values are skipped (`ferkit train --steps` and the like). */
+  overrides?: [string, unknown][];
+  /** `key=value` strings, the value parsed as JSON when it is JSON (`ferkit train --set`). */
+  sets?: string[];
+}
+
+/**
+ * The resolved config of a preset or config file with changes on top: what `ferkit train` runs
+ * (and what an experiment grid expects a cell's run folder to hold).
+ * @throws ConfigError for an unknown preset, an unreadable file, a `--set` without `=`, or an invalid result (naming each field)
+ */
+export function buildConfig(source: ConfigSource, changes: ConfigChanges = {}): TrainConfig {
+  let raw: Record<string, unknown>;
+  let name: string;
+  if ("preset" in source) {
+    name = source.preset;
+    const file = path.join(PRESETS_DIR, `${source.preset}.json`);
+    if (!existsSync(file)) throw new ConfigError(`unknown preset '${source.preset}' (allowed: ${presetNames().join(", ")})`);
+    raw = readRawJson(file, "preset");
+  } else {
+    name = source.config;
+    raw = readRawJson(source.config, "config");
+  }
+  const current = (raw.algorithm as { name?: unknown } | undefined)?.name ?? "supervised";
+  if (changes.algorithm !== undefined && changes.algorithm !== current) raw.algorithm = { name: changes.algorithm };
+  for (const [k, v] of changes.overrides ?? []) if (v !== undefined) setField(raw, k, JSON.stringify(v));
+  for (const kv of changes.sets ?? []) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--set expects key=value, got '${kv}'`);
+    setField(raw, kv.slice(0, eq), kv.slice(eq + 1));
+  }
+  return parseConfig(raw, name);
+}
+
+function readRawJson(file: string, what: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`cannot read ${what} ${file}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**
