@@ -124,6 +124,18 @@ describe("ferkit experiment", () => {
     assert.deepEqual(metrics(path.join(out, "base-s1")).test, metrics(path.join(work, "g", "base-s1")).test);
   });
 
+  test("--rows trains only those rows' cells; an unknown row is refused before anything trains", () => {
+    const file = grid("r", [0]);
+    const unknown = cli("experiment", file, "--rows", "nope");
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /'nope' is not a row \(rows: base, faster\)/);
+    assert.ok(!existsSync(path.join(work, "r", "base-s0")), "nothing trained");
+    const r = cli("experiment", file, "--rows", "faster");
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(existsSync(path.join(work, "r", "faster-s0", "metrics.json")));
+    assert.ok(!existsSync(path.join(work, "r", "base-s0")), "the other row waits");
+  });
+
   test("a bad grid is refused naming the field", () => {
     const bad = path.join(work, "bad.json");
     writeFileSync(

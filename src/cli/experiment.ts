@@ -10,15 +10,20 @@ export function experimentCommand(): Command {
     )
     .argument("<grid>", "a grid file (JSON: name, seeds, reference, rows of a preset or config with --set overrides)")
     .option("--results-only", "only tabulate the cells that are done; train nothing", false)
-    .action(async (file: string, o: { resultsOnly: boolean }) => {
-      const { readGrid, runGrid, checkCells } = await import("../experiment/grid.js");
+    .option(
+      "--rows <ids...>",
+      "train only these rows' cells (and those of the rows they start from), e.g. to run one row's seeds first; results cover every done cell",
+    )
+    .action(async (file: string, o: { resultsOnly: boolean; rows?: string[] }) => {
+      const { readGrid, runGrid, checkCells, withStarts } = await import("../experiment/grid.js");
       const { gridResults, writeResults } = await import("../experiment/results.js");
       const grid = readGrid(file);
       checkCells(grid); // the row order, and every started cell against the grid, before anything runs
+      if (o.rows !== undefined) withStarts(grid, o.rows); // unknown row ids, before anything runs
       mkdirSync(grid.outDir, { recursive: true });
       if (!o.resultsOnly)
         try {
-          await runGrid(grid);
+          await runGrid(grid, undefined, o.rows);
         } catch (err) {
           // The finished cells' results are still written; the exit code says the grid is not complete.
           console.error(`ferkit: ${(err as Error).message}`);

@@ -110,6 +110,23 @@ export function cells(grid: Grid): Cell[] {
   return grid.seeds.flatMap((seed) => order.map((row) => ({ row, seed, dir: path.join(grid.outDir, `${row.id}-s${seed}`) })));
 }
 
+/**
+ * Row ids with the rows they start from (`after`), transitively.
+ * @throws ConfigError naming an id that is not a row of the grid
+ */
+export function withStarts(grid: Grid, ids: string[]): Set<string> {
+  const out = new Set<string>();
+  const add = (id: string): void => {
+    const row = grid.rows.find((r) => r.id === id);
+    if (row === undefined) throw new ConfigError(`${grid.file}: '${id}' is not a row (rows: ${grid.rows.map((r) => r.id).join(", ")})`);
+    if (out.has(id)) return;
+    out.add(id);
+    row.after.forEach(add);
+  };
+  ids.forEach(add);
+  return out;
+}
+
 /** A cell's state from its run folder. */
 export function cellState(cell: Cell): "done" | "interrupted" | "new" {
   if (existsSync(path.join(cell.dir, "metrics.json"))) return "done";
@@ -190,11 +207,12 @@ export function checkCells(grid: Grid): void {
  * Trains the cells that are not done, one after the other, each in its own `ferkit train`
  * process (its output goes to the terminal).
  * @param log one line per cell as it starts
+ * @param rows only these rows' cells (and those of the rows they start from); default every row
  * @throws Error when a cell's training fails (exit code not 0); the cells before it stay done
  */
-export async function runGrid(grid: Grid, log: (line: string) => void = console.error): Promise<void> {
+export async function runGrid(grid: Grid, log: (line: string) => void = console.error, rows?: string[]): Promise<void> {
   const bin = path.join(PACKAGE_ROOT, "dist", "src", "cli", "main.js");
-  const all = cells(grid);
+  const all = rows === undefined ? cells(grid) : cells(grid).filter((c) => withStarts(grid, rows).has(c.row.id));
   for (const [i, cell] of all.entries()) {
     const state = cellState(cell);
     if (state === "done") {
