@@ -206,6 +206,39 @@ describe("predict on real photos with the shipped model", () => {
     assert.match(unknown.stderr, /no-such-model does not exist .*shipped model: .*ferkit-vgg-fer2013/);
   });
 
+  test("eval of an ensemble averages the models' probabilities; models with other classes are refused", () => {
+    const json = (r: ReturnType<typeof cli>) => {
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as { accuracy: number; macro_f1: number; n: number; confusion_matrix: number[][]; models?: string[] };
+    };
+    const one = json(cli("eval", "--model", "ferkit-vgg-fer2013", "--split", "PublicTest", "--json"));
+    const twice = json(cli("eval", "--model", "ferkit-vgg-fer2013", "--model", "ferkit-vgg-fer2013", "--split", "PublicTest", "--json"));
+    assert.deepEqual(twice.confusion_matrix, one.confusion_matrix, "the mean of one model's probabilities with themselves is the model");
+    assert.deepEqual(twice.models, ["ferkit-vgg-fer2013", "ferkit-vgg-fer2013"]);
+    // Two input sizes (96x96 and 48x48): each model reads the split at its own size.
+    const both = json(cli("eval", "--model", "ferkit-faceres-fer2013", "--model", "ferkit-vgg-fer2013", "--split", "PublicTest", "--json"));
+    assert.equal(both.n, 3577);
+    assert.notDeepEqual(both.confusion_matrix, one.confusion_matrix);
+    // The same model file with its classes listed in another order cannot be averaged with it.
+    const bytes = readFileSync(path.join(PACKAGE_ROOT, "models", "ferkit-vgg-fer2013.safetensors"));
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8")) as { __metadata__: { ferkit_model: string } };
+    const card = JSON.parse(header.__metadata__.ferkit_model) as { classes: string[] };
+    card.classes = [...card.classes].reverse();
+    header.__metadata__.ferkit_model = JSON.stringify(card);
+    const newHeader = Buffer.from(JSON.stringify(header), "utf8");
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(newHeader.length));
+    const reversed = path.join(work, "reversed.safetensors");
+    writeFileSync(reversed, Buffer.concat([length, newHeader, bytes.subarray(8 + n)]));
+    const mixed = cli("eval", "--model", "ferkit-vgg-fer2013", "--model", reversed, "--split", "PublicTest");
+    assert.equal(mixed.status, 2);
+    assert.match(
+      mixed.stderr,
+      /reversed\.safetensors: its classes \(neutral, surprise.*\) are not those of ferkit-vgg-fer2013 \(angry, disgust/,
+    );
+  });
+
   test("LFW photos and FER2013 crops: JSON faces with box, landmarks, probs, label, score", () => {
     const photos = lfwPhotos(3);
     const labels = readFileSync(path.join(data, "fer2013", "labels.csv"), "utf8").split("\n");

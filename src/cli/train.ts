@@ -2,9 +2,10 @@
 import path from "node:path";
 import { Command, Option } from "commander";
 import { DATA_FORMATS, openData, type DataFormat } from "../data/open.js";
+import type { LabeledDataset } from "../data/dataset.js";
 import { labelMapping, labelSpaceFromNames } from "../data/labels.js";
 import { prepareSplit, resolveCacheDir } from "../data/prepare.js";
-import { evalJson, evaluate } from "../eval/evaluate.js";
+import { evalJson, predictProbs, scoreProbs } from "../eval/evaluate.js";
 import { defaultDataRoot, defaultRunsDir } from "../paths.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
 import { PRECISIONS, resolvePrecision, type Precision } from "../torch/autocast.js";
@@ -138,7 +139,7 @@ async function trainAction(
 }
 
 interface EvalFlags {
-  model: string;
+  model: string[];
   data: string;
   format: DataFormat;
   frames?: string;
@@ -151,10 +152,13 @@ interface EvalFlags {
 /** The `eval` command. */
 export function evalCommand(): Command {
   return new Command("eval")
-    .description("evaluate a trained model (run folder or model file) on a dataset split")
+    .description("evaluate a trained model (run folder or model file), or an ensemble of them, on a dataset split")
     .option(
       "--model <path>",
-      "a run folder, a model .safetensors file written by ferkit, or a shipped model's name (default: the default model in models/)",
+      "a run folder, a model .safetensors file written by ferkit, or a shipped model's name (default: the default model in models/); " +
+        "repeat it to evaluate an ensemble: the models' class probabilities are averaged (same classes, any input sizes)",
+      (v: string, acc: string[]) => [...acc, v],
+      [],
     )
     .addOption(
       new Option("--data <path>", "dataset folder or CSV").default(path.join(defaultDataRoot(), "fer2013"), "../shared/data/fer2013"),
@@ -168,46 +172,59 @@ export function evalCommand(): Command {
         .choices(PRECISIONS)
         .default("auto"),
     )
-    .option("--json", "print one JSON object: accuracy, macro_f1, per_class, confusion_matrix, classes, n, ece, precision", false)
+    .option(
+      "--json",
+      "print one JSON object: accuracy, macro_f1, per_class, confusion_matrix, classes, n, ece, precision (and models, for an ensemble)",
+      false,
+    )
     .action(async (o: EvalFlags) => {
       const { loadModelFile } = await import("../train/model_file.js");
       const { DEFAULT_MODEL } = await import("../predict/classifier.js");
-      const { model, card } = loadModelFile(o.model ?? DEFAULT_MODEL);
+      const paths = o.model.length > 0 ? o.model : [DEFAULT_MODEL];
       const opened = openData({ paths: [o.data], format: o.format, frames: o.frames, warn: (m) => console.error(`warning: ${m}`) });
       if (opened.kind !== "labeled") throw new ConfigError("eval needs a labeled dataset");
       const ds = opened.dataset;
-      // Map the dataset's labels into the model's label space by expression name.
-      const mapping = labelMapping(ds.space, labelSpaceFromNames("model", card.classes));
-      const unmapped = ds.space.classes.filter((_, i) => mapping[i] < 0);
-      if (unmapped.length === ds.space.classes.length)
-        throw new ConfigError(
-          `the model's classes (${card.classes.join(", ")}) share none with the dataset's (${ds.space.classes.join(", ")})`,
-        );
-      const [channels, size] = card.input;
-      const split = await prepareSplit(ds, o.split, {
-        size,
-        channels: channels as 1 | 3,
-        cacheDir: resolveCacheDir(".cache", PACKAGE_ROOT),
-        progress: !o.json,
-      });
-      const keep = [...split.labels.keys()].filter((i) => mapping[split.labels[i]] >= 0);
-      const per = channels * size * size;
-      const images = new Uint8Array(keep.length * per);
-      keep.forEach((i, k) => images.set(split.images.subarray(i * per, (i + 1) * per), k * per));
-      const labels = keep.map((i) => mapping[split.labels[i]]);
-      if (unmapped.length > 0)
-        console.error(`warning: ${split.n - keep.length} images of classes the model lacks (${unmapped.join(", ")}) are left out`);
       const precision = resolvePrecision(o.precision);
       if (o.precision === "bf16" && precision.note !== undefined) console.error(precision.note);
-      const r = evaluate(model, { images, labels, shape: split.shape }, card.classes, { tta: o.tta, precision: precision.precision });
-      model.dispose();
+      let classes: string[] | undefined;
+      let labels: number[] = [];
+      let sum: Float32Array | undefined;
+      const splits = new Map<string, { images: Uint8Array; shape: [number, number, number] }>();
+      for (const file of paths) {
+        const { model, card } = loadModelFile(file);
+        try {
+          if (classes === undefined) {
+            classes = card.classes;
+          } else if (card.classes.join() !== classes.join()) {
+            throw new ConfigError(
+              `${file}: its classes (${card.classes.join(", ")}) are not those of ${paths[0]} (${classes.join(", ")}): an ensemble averages the same classes`,
+            );
+          }
+          const [channels, size] = card.input;
+          const key = `${channels}x${size}`;
+          if (!splits.has(key)) {
+            const s = await modelSplit(ds, o, card.classes, channels as 1 | 3, size, splits.size === 0);
+            splits.set(key, s);
+            labels = s.labels;
+          }
+          const split = splits.get(key) as { images: Uint8Array; shape: [number, number, number] };
+          const probs = predictProbs(model, split.images, split.shape, { tta: o.tta, precision: precision.precision });
+          if (sum === undefined) sum = probs;
+          else for (let i = 0; i < sum.length; i++) sum[i] += probs[i];
+        } finally {
+          model.dispose();
+        }
+      }
+      const probs = (sum as Float32Array).map((p) => p / paths.length);
+      const r = scoreProbs(probs, labels, classes as string[]);
       if (o.json) {
-        console.log(JSON.stringify({ ...evalJson(r), precision: precision.precision }));
+        console.log(JSON.stringify({ ...evalJson(r), precision: precision.precision, ...(paths.length > 1 ? { models: paths } : {}) }));
         return;
       }
       const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+      const what = paths.length > 1 ? `, ensemble of ${paths.length} models` : "";
       console.log(
-        `${o.split} (n=${r.n}, ${precision.precision}): accuracy ${pct(r.accuracy)}, macro-F1 ${pct(r.macroF1)}, ECE ${r.ece.toFixed(4)}`,
+        `${o.split} (n=${r.n}, ${precision.precision}${what}): accuracy ${pct(r.accuracy)}, macro-F1 ${pct(r.macroF1)}, ECE ${r.ece.toFixed(4)}`,
       );
       r.classes.forEach((c, i) => {
         const s = r.perClass[i];
@@ -216,4 +233,39 @@ export function evalCommand(): Command {
         );
       });
     });
+}
+
+/**
+ * The split's images at a model's input (`[n, channels, size, size]` uint8) and their labels in
+ * the model's label space (by expression name); images of classes the model lacks are left out,
+ * with a warning when `warn`.
+ * @throws ConfigError when the model's classes share none with the dataset's
+ */
+async function modelSplit(
+  ds: LabeledDataset,
+  o: EvalFlags,
+  modelClasses: string[],
+  channels: 1 | 3,
+  size: number,
+  warn: boolean,
+): Promise<{ images: Uint8Array; labels: number[]; shape: [number, number, number] }> {
+  const mapping = labelMapping(ds.space, labelSpaceFromNames("model", modelClasses));
+  const unmapped = ds.space.classes.filter((_, i) => mapping[i] < 0);
+  if (unmapped.length === ds.space.classes.length)
+    throw new ConfigError(
+      `the model's classes (${modelClasses.join(", ")}) share none with the dataset's (${ds.space.classes.join(", ")})`,
+    );
+  const split = await prepareSplit(ds, o.split, {
+    size,
+    channels,
+    cacheDir: resolveCacheDir(".cache", PACKAGE_ROOT),
+    progress: !o.json,
+  });
+  const keep = [...split.labels.keys()].filter((i) => mapping[split.labels[i]] >= 0);
+  const per = channels * size * size;
+  const images = new Uint8Array(keep.length * per);
+  keep.forEach((i, k) => images.set(split.images.subarray(i * per, (i + 1) * per), k * per));
+  if (warn && unmapped.length > 0)
+    console.error(`warning: ${split.n - keep.length} images of classes the model lacks (${unmapped.join(", ")}) are left out`);
+  return { images, labels: keep.map((i) => mapping[split.labels[i]]), shape: [channels, size, size] };
 }
