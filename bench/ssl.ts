@@ -108,7 +108,7 @@ class FerkitSide {
       const v = makeViews({ data: this.unlabeledPixels, shape: [U, 1, 48, 48] }, this.rng, { weak: 2, strong: 1 });
       const out = this.algorithm.step(
         this.net,
-        { x, y: this.y },
+        { x, y: this.y, index: Int32Array.from({ length: B }, (_, i) => i) },
         { weak: v.weak, strong: v.strong, index: Int32Array.from({ length: U }, (_, i) => i) },
       );
       this.opt.zeroGrad();

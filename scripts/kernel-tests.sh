@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=(dist/test/fer_first_run.test.js dist/test/random.test.js dist/test/ssl_train.test.js dist/test/finetune.test.js)
+[ ${#files[@]} -gt 0 ] || files=(dist/test/fer_first_run.test.js dist/test/random.test.js dist/test/ssl_train.test.js dist/test/finetune.test.js dist/test/distill.test.js)
 
 native_bf16=0
 if [ "${FERKIT_NATIVE_BF16:-}" = 1 ] || { [ "${FERKIT_NATIVE_BF16:-}" != 0 ] && grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; }; then

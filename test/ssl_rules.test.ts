@@ -382,7 +382,7 @@ describe("losses and the step", () => {
       strong: [torch.rand([6, 1, 3, 4])],
       index: Int32Array.from([0, 1, 2, 3, 4, 5]),
     };
-    const out = algo.step(model, { x, y }, u);
+    const out = algo.step(model, { x, y, index: Int32Array.from([0, 1, 2, 3]) }, u);
     assert.deepEqual(calls, [
       { n: 12, grad: false },
       { n: 10, grad: true },

@@ -1,9 +1,10 @@
 /**
  * The training algorithms (`--algorithm`): supervised, fixmatch, flexmatch, freematch,
- * adacm and dtm, created from the `algorithm` section of a training config.
+ * adacm, dtm and distill, created from the `algorithm` section of a training config.
  */
 import type { TrainConfig } from "../train/config.js";
 import { AdaCm } from "./adacm.js";
+import { Distill, type SoftTargets } from "./distill.js";
 import { FreeMatch } from "./freematch.js";
 import { SelfTraining } from "./self_training.js";
 import { Supervised } from "./supervised.js";
@@ -25,6 +26,7 @@ export { Supervised } from "./supervised.js";
 export { SelfTraining, guessLabels, maskedCrossEntropy, maskRate, rowMax } from "./self_training.js";
 export { FreeMatch } from "./freematch.js";
 export { AdaCm, ntXent } from "./adacm.js";
+export { Distill, distillationLoss, temper, type SoftTargets, type DistillOptions } from "./distill.js";
 
 /** What an algorithm needs to know about the data. */
 export interface AlgorithmContext {
@@ -38,9 +40,14 @@ export interface AlgorithmContext {
    * default: the rule itself.
    */
   shareRule?: (rule: ThresholdRule) => ThresholdRule;
+  /** The teachers' probabilities on the run's images (the `distill` algorithm only). */
+  softTargets?: SoftTargets;
 }
 
-/** Creates the algorithm a config's `algorithm` section describes. */
+/**
+ * Creates the algorithm a config's `algorithm` section describes.
+ * @throws Error for `distill` without `ctx.softTargets`
+ */
 export function createAlgorithm(a: TrainConfig["algorithm"], ctx: AlgorithmContext): Algorithm {
   const C = ctx.numClasses;
   const base = { labelSmoothing: ctx.labelSmoothing };
@@ -67,5 +74,8 @@ export function createAlgorithm(a: TrainConfig["algorithm"], ctx: AlgorithmConte
       const rule = a.tauFrom === "unlabeled-quantile" ? new UnlabeledQuantileThreshold(C, a.quantile, o.tauInit) : new DtmThreshold(C, o);
       return new SelfTraining("dtm", share(rule), { ...base, lambdaU: a.lambdaU, weakViews: a.weakViews });
     }
+    case "distill":
+      if (ctx.softTargets === undefined) throw new Error("distill needs the teachers' soft targets (ctx.softTargets)");
+      return new Distill(ctx.softTargets, { ...base, temperature: a.temperature, alpha: a.alpha, lambdaU: a.lambdaU });
   }
 }

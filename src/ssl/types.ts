@@ -10,10 +10,15 @@
 import type { Classifier } from "../models/index.js";
 import type { Tensor } from "../torch/index.js";
 
-/** A labeled batch: images already augmented, `x` `[B, C, H, W]` float32 in [0, 1], labels `y` `[B]` int64. */
+/**
+ * A labeled batch: images already augmented, `x` `[B, C, H, W]` float32 in [0, 1], labels `y`
+ * `[B]` int64, and each image's index in the run's labeled images (distillation reads its
+ * soft target by it).
+ */
 export interface LabeledBatch {
   x: Tensor;
   y: Tensor;
+  index: Int32Array;
 }
 
 /**

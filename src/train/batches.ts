@@ -87,7 +87,8 @@ export class BatchSource implements Persistent {
       [ix.labeled.length],
       "int64",
     );
-    if (unlabeled === null || ix.unlabeled === null) return { labeled: { x, y }, unlabeled: null };
+    const batch = { x, y, index: Int32Array.from(ix.labeled) };
+    if (unlabeled === null || ix.unlabeled === null) return { labeled: batch, unlabeled: null };
     const views = makeViews(
       { data: gatherImages(unlabeled, ix.unlabeled), shape: [ix.unlabeled.length, ...unlabeled.shape] },
       this.#augmentRng,
@@ -96,7 +97,7 @@ export class BatchSource implements Persistent {
         strong: algorithm.strongViews,
       },
     );
-    return { labeled: { x, y }, unlabeled: { weak: views.weak, strong: views.strong, index: Int32Array.from(ix.unlabeled) } };
+    return { labeled: batch, unlabeled: { weak: views.weak, strong: views.strong, index: Int32Array.from(ix.unlabeled) } };
   }
 
   /** The labeled images as `train.augment` asks: float32 `[N, C, H, W]` in [0, 1]. */

@@ -119,10 +119,28 @@ const algorithmSchema = z.discriminatedUnion("name", [
       uratio: uratio(1),
     })
     .strict(),
+  z
+    .object({
+      name: z.literal("distill"),
+      /**
+       * The teachers: run folders, ferkit model files or shipped model names, with the student's
+       * classes. Their class probabilities (flip-averaged, averaged over the teachers) on every
+       * labeled and unlabeled image are the soft targets (knowledge distillation, Hinton et al. 2015).
+       */
+      teachers: z.array(z.string().min(1)).min(1),
+      /** Temperature T: targets p^(1/T) renormalised, student softmax(logits / T), the term scaled by T^2. */
+      temperature: z.number().positive().default(1),
+      /** Weight of the soft targets on the labeled images: (1 - alpha) CE(label) + alpha T^2 KL(target || student). */
+      alpha: probability(0.5),
+      /** Weight of T^2 KL(target || student) on the unlabeled images (their weak view). */
+      lambdaU: lambdaU(1),
+      uratio: uratio(1),
+    })
+    .strict(),
 ]);
 
 /** Names of the training algorithms. */
-export const ALGORITHMS = ["supervised", "fixmatch", "flexmatch", "freematch", "adacm", "dtm"] as const;
+export const ALGORITHMS = ["supervised", "fixmatch", "flexmatch", "freematch", "adacm", "dtm", "distill"] as const;
 
 /** An external pool of unlabeled face photos. */
 const poolSource = z
@@ -339,14 +357,19 @@ export const TrainConfigSchema = z
         message:
           'held-out labeled images serve the thresholds of dtm (tauFrom "mu", dynamic) and adacm, and supervised runs that stage b starts from; set it to 0',
       });
-    const u = c.data.unlabeled;
-    if (c.algorithm.name !== "supervised" && !u.trainSplit && u.pools.length === 0)
+    // Distillation can teach from the labeled images alone.
+    if (c.algorithm.name !== "supervised" && c.algorithm.name !== "distill" && !hasUnlabeledData(c))
       ctx.addIssue({
         code: "custom",
         path: ["data", "unlabeled"],
         message: `algorithm '${c.algorithm.name}' needs unlabeled data: set data.unlabeled.trainSplit to true or list data.unlabeled.pools`,
       });
   });
+
+/** The config names unlabeled images: the training split's, or face pools. */
+export function hasUnlabeledData(c: { data: { unlabeled: { trainSplit: boolean; pools: unknown[] } } }): boolean {
+  return c.data.unlabeled.trainSplit || c.data.unlabeled.pools.length > 0;
+}
 
 /** A complete, validated training configuration. */
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;
@@ -378,6 +401,7 @@ export const ALGORITHM_DEFAULTS: Record<(typeof ALGORITHMS)[number], { optimizer
   },
   adacm: { optimizer: { name: "adam", lr: 5e-4, weightDecay: 0 }, schedule: { name: "constant" } },
   dtm: { optimizer: { name: "adam", lr: 5e-4, weightDecay: 0 }, schedule: { name: "constant" } },
+  distill: {},
 };
 
 function withAlgorithmDefaults(raw: unknown): unknown {

@@ -10,7 +10,7 @@ import { prepareSplit, resolveCacheDir, type PreparedSplit } from "../data/prepa
 import { fewLabelSplit, holdoutSplit } from "../data/sampler.js";
 import { defaultInputSize } from "../models/index.js";
 import { PACKAGE_ROOT } from "../torch/native.js";
-import type { TrainConfig } from "./config.js";
+import { hasUnlabeledData, type TrainConfig } from "./config.js";
 import { loadUnlabeledSet, subsetSplit, type UnlabeledSet } from "./unlabeled.js";
 import type { ShardGroup } from "../data/pool_prepare.js";
 
@@ -99,7 +99,7 @@ export async function loadRunData(
   const labeled = hold === null ? chosen : subsetSplit(chosen, hold.train);
   const heldout = hold === null ? null : subsetSplit(chosen, hold.heldout);
   const unlabeled =
-    config.algorithm.name === "supervised"
+    config.algorithm.name === "supervised" || !hasUnlabeledData(config)
       ? null
       : await loadUnlabeledSet({
           config,

@@ -14,6 +14,7 @@ import { ConfigError, parseConfig, type TrainConfig } from "./config.js";
 import { DataParallel } from "./data_parallel.js";
 import { loadRunData } from "./data.js";
 import { SharedMaskRule } from "./shared_mask.js";
+import { teacherTargets } from "./teachers.js";
 import { EmaTeacher } from "./ema.js";
 import { loadModelFile } from "./model_file.js";
 import type { UnlabeledSet } from "./unlabeled.js";
@@ -79,7 +80,8 @@ export function readRunConfig(runDir: string): TrainConfig {
 
 /**
  * Builds a run's pieces: seeds libtorch, loads the data, creates the model (from
- * `model.init` for a new run), the teacher, the optimizer, the schedule and the algorithm.
+ * `model.init` for a new run), the teacher, the optimizer, the schedule and the algorithm
+ * (for distillation, with the teacher models' soft targets).
  * The order is fixed (it decides which random numbers each piece draws). In a data-parallel
  * run every rank builds its own pieces and then takes rank 0's weights.
  * @param o.fresh false when a checkpoint will overwrite the weights (no `model.init` then)
@@ -149,6 +151,20 @@ export async function buildRun(
   if (world.rank > 0) torch.manualSeed(config.seed + 1_000_003 * world.rank);
   const ema = config.train.emaDecay > 0 ? new EmaTeacher(model, createModel(config.model.name, modelOptions), config.train.emaDecay) : null;
   const optimizer = buildOptimizer(model, config.optimizer);
+  const a = config.algorithm;
+  const softTargets =
+    a.name === "distill"
+      ? teacherTargets({
+          teachers: a.teachers,
+          classes: data.classes,
+          labeled: data.labeled,
+          unlabeled: data.unlabeled,
+          runDir: o.dir,
+          write: world.isMain,
+          precision: evalPrecision,
+          log: o.log,
+        })
+      : undefined;
   return {
     config,
     dir: o.dir,
@@ -172,6 +188,7 @@ export async function buildRun(
       numUnlabeled: data.unlabeled?.n ?? 0,
       labelSmoothing: config.train.labelSmoothing,
       ...(world.distributed ? { shareRule: (rule) => new SharedMaskRule(rule, world) } : {}),
+      ...(softTargets === undefined ? {} : { softTargets }),
     }),
     world,
     step: 0,
