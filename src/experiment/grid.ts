@@ -165,15 +165,14 @@ export function cellConfig(grid: Grid, cell: Cell): TrainConfig {
  * Where a started cell's run folder was trained with other settings than the grid (its preset,
  * config file and overrides) gives today: `field: recorded -> grid` by dotted path, empty when
  * they agree or the cell has not started. A grid's precision "auto" is compared as what it
- * resolves to on this machine (a run records the resolved one). `threads` is left out (it does not change what is
- * trained). Catches a grid or preset edited after some cells ran, which would otherwise mix two
- * settings in one row of the results.
+ * resolves to on this machine (a run records the resolved one); `threads` is left out (it does
+ * not change what is trained). Catches a grid or preset edited after some cells ran, which
+ * would otherwise mix two settings in one row of the results.
  */
 export function staleSettings(grid: Grid, cell: Cell): string[] {
   if (cellState(cell) === "new") return [];
   const recorded = readRunConfig(cell.dir);
   const wanted = cellConfig(grid, cell);
-  // A run records the precision "auto" resolved to; the grid's "auto" means what it resolves to here.
   const here = (p: Precision): Precision => (p === "auto" ? resolvePrecision(p).precision : p);
   wanted.train.precision = here(wanted.train.precision);
   wanted.eval.precision = here(wanted.eval.precision);
