@@ -84,6 +84,21 @@ describe("ferkit experiment", () => {
     assert.equal(swapped[1].d_versus_macro_f1_mean, "");
   });
 
+  test("--reference tabulates against another row into results-vs-<row>.*, leaving results.* alone", () => {
+    const before = readFileSync(path.join(work, "g", "results.csv"), "utf8");
+    const r = cli("experiment", path.join(work, "g.json"), "--results-only", "--reference", "faster");
+    assert.equal(r.status, 0, r.stderr);
+    const rows = parse(readFileSync(path.join(work, "g", "results-vs-faster.csv"), "utf8"), { columns: true }) as Record<string, string>[];
+    const byRef = parse(before, { columns: true }) as Record<string, string>[];
+    assert.ok(Math.abs(Number(rows[0].d_macro_f1_mean) + Number(byRef[1].d_macro_f1_mean)) < 1e-9, "base - faster = -(faster - base)");
+    assert.equal(rows[1].d_macro_f1_mean, "");
+    assert.match(readFileSync(path.join(work, "g", "results-vs-faster.md"), "utf8"), /Δ is each row minus `faster`/);
+    assert.equal(readFileSync(path.join(work, "g", "results.csv"), "utf8"), before);
+    const bad = cli("experiment", path.join(work, "g.json"), "--results-only", "--reference", "nope");
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /'nope' is not a row/);
+  });
+
   test("a grid edited after its cells ran is refused, naming the cells and fields, before anything trains", () => {
     const g = JSON.parse(readFileSync(path.join(work, "g.json"), "utf8")) as { rows: { set?: Record<string, unknown> }[] };
     g.rows[1].set = { "optimizer.lr": 0.004 };

@@ -14,12 +14,17 @@ export function experimentCommand(): Command {
       "--rows <ids...>",
       "train only these rows' cells (and those of the rows they start from), e.g. to run one row's seeds first; results cover every done cell",
     )
-    .action(async (file: string, o: { resultsOnly: boolean; rows?: string[] }) => {
+    .option(
+      "--reference <row>",
+      "tabulate the differences against this row instead of the grid's reference (written to results-vs-<row>.csv and .md beside results.*)",
+    )
+    .action(async (file: string, o: { resultsOnly: boolean; rows?: string[]; reference?: string }) => {
       const { readGrid, runGrid, checkCells, withStarts } = await import("../experiment/grid.js");
       const { gridResults, writeResults } = await import("../experiment/results.js");
       const grid = readGrid(file);
       checkCells(grid); // the row order, and every started cell against the grid, before anything runs
       if (o.rows !== undefined) withStarts(grid, o.rows); // unknown row ids, before anything runs
+      if (o.reference !== undefined) withStarts(grid, [o.reference]);
       mkdirSync(grid.outDir, { recursive: true });
       if (!o.resultsOnly)
         try {
@@ -29,7 +34,9 @@ export function experimentCommand(): Command {
           console.error(`ferkit: ${(err as Error).message}`);
           process.exitCode = 2;
         }
-      const { csv, md } = writeResults(grid, gridResults(grid));
+      const other = o.reference !== undefined && o.reference !== grid.reference;
+      const tabulated = other ? { ...grid, reference: o.reference } : grid;
+      const { csv, md } = writeResults(tabulated, gridResults(tabulated), other ? `results-vs-${o.reference}` : "results");
       console.log(`results: ${csv}\n         ${md}`);
     });
 }

@@ -153,10 +153,11 @@ const yesNo = (b: boolean | null): string => (b === null ? "" : b ? "yes" : "no"
 const pm = (s: Stat | null): string => (s === null || s.n === 0 ? "-" : `${pc(s.mean)} ± ${pc(s.sd)}`);
 
 /**
- * Writes `results.csv` and `results.md` into the grid's output folder.
+ * Writes `<base>.csv` and `<base>.md` into the grid's output folder.
+ * @param base the files' name without extension (`results`; another reference's tables go beside it)
  * @returns the two files' paths
  */
-export function writeResults(grid: Grid, results: RowResult[]): { csv: string; md: string } {
+export function writeResults(grid: Grid, results: RowResult[], base = "results"): { csv: string; md: string } {
   const classes = [...new Set(results.flatMap((r) => Object.keys(r.per_class_f1)))];
   const header = [
     "row",
@@ -208,7 +209,7 @@ export function writeResults(grid: Grid, results: RowResult[]): { csv: string; m
     ...classes.map((c) => r.mask_rate_by_class[c] ?? ""),
     ...classes.map((c) => r.pseudo_accuracy_by_class[c] ?? ""),
   ]);
-  const csv = path.join(grid.outDir, "results.csv");
+  const csv = path.join(grid.outDir, `${base}.csv`);
   writeFileSync(csv, stringify([header, ...rows.map((row) => row.map((v) => (typeof v === "number" && Number.isNaN(v) ? "" : v)))]));
   const ref = grid.reference;
   const lines = [
@@ -261,7 +262,7 @@ export function writeResults(grid: Grid, results: RowResult[]): { csv: string; m
         (r) => r.pseudo_accuracy_by_class,
       ),
     );
-  const md = path.join(grid.outDir, "results.md");
+  const md = path.join(grid.outDir, `${base}.md`);
   writeFileSync(md, lines.join("\n") + "\n");
   return { csv, md };
 }
