@@ -86,7 +86,7 @@ export function teacherTargets(o: TeacherOptions): SoftTargets {
         );
       const input = card.input as [number, number, number];
       sets.forEach((s, k) => {
-        const p = probsAt(model, s, input, o.precision);
+        const p = probsAt(model, s, input, C, o.precision);
         for (let i = 0; i < p.length; i++) sums[k][i] += p[i];
         if (k === 0) o.log(`distill: teacher ${teacher}: ${pct(accuracy(p, o.labeled.labels, C))} on the labeled images`);
       });
@@ -115,13 +115,22 @@ function accuracy(probs: Float32Array, labels: Int32Array, C: number): number {
   return labels.length === 0 ? 0 : right / labels.length;
 }
 
-/** Flip-averaged probabilities of `model` on `set`, its images brought to the model's `[C, H, W]` input in chunks. */
-function probsAt(model: torch.nn.Module, set: ImageSet, input: [number, number, number], precision: "bf16" | "fp32"): Float32Array {
+/**
+ * Flip-averaged probabilities of `model` on `set` (`[n, numClasses]`), its images brought to the
+ * model's `[C, H, W]` input in chunks.
+ */
+function probsAt(
+  model: torch.nn.Module,
+  set: ImageSet,
+  input: [number, number, number],
+  numClasses: number,
+  precision: "bf16" | "fp32",
+): Float32Array {
   const same = input.every((v, i) => v === set.shape[i]);
   if (same) return predictProbs(model, set.images, set.shape, { tta: true, precision });
   const per = set.shape[0] * set.shape[1] * set.shape[2];
   const chunk = 1024;
-  const out: Float32Array[] = [];
+  const out = new Float32Array(set.n * numClasses);
   for (let start = 0; start < set.n; start += chunk) {
     const m = Math.min(chunk, set.n - start);
     const pixels = torch.tidy(() => {
@@ -134,17 +143,7 @@ function probsAt(model: torch.nn.Module, set: ImageSet, input: [number, number, 
       }
       return x.round().clamp(0, 255).to("uint8").toArray() as Uint8Array;
     });
-    out.push(predictProbs(model, pixels, input, { tta: true, precision }));
-  }
-  return concat(out);
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
+    out.set(predictProbs(model, pixels, input, { tta: true, precision }), start * numClasses);
   }
   return out;
 }
